@@ -1,0 +1,288 @@
+// Package mlsxtest provides what tests of candor's MLS layer need: an
+// in-memory [mlsx.Store] that can be copied to simulate a crash or told to
+// fail, and a throwaway certificate authority that issues device identities.
+// It is for tests only.
+package mlsxtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"sync"
+	"testing"
+	"time"
+
+	"candor"
+	"candor/internal/mlsx"
+)
+
+// Store is an in-memory mlsx.Store.
+type Store struct {
+	mu     sync.Mutex
+	groups map[candor.GroupID]*storedGroup
+	kps    map[string][]byte
+	// FailWrites, when set, makes every write return it.
+	FailWrites error
+	writes     int
+}
+
+type storedGroup struct {
+	epoch    candor.Epoch
+	state    []byte
+	ratchets map[uint32]mlsx.RatchetRecord
+	pending  *mlsx.PendingState
+}
+
+// NewStore returns an empty Store.
+func NewStore() *Store {
+	return &Store{groups: make(map[candor.GroupID]*storedGroup), kps: make(map[string][]byte)}
+}
+
+// Writes counts the writes the Store has taken.
+func (s *Store) Writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
+
+// Clone returns a deep copy: what a process restarted right now would find.
+func (s *Store) Clone() *Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := NewStore()
+	for id, g := range s.groups {
+		cg := &storedGroup{epoch: g.epoch, state: bytes.Clone(g.state), ratchets: make(map[uint32]mlsx.RatchetRecord)}
+		for l, r := range g.ratchets {
+			cg.ratchets[l] = mlsx.RatchetRecord{Epoch: r.Epoch, Record: bytes.Clone(r.Record)}
+		}
+		if g.pending != nil {
+			cg.pending = &mlsx.PendingState{Commit: bytes.Clone(g.pending.Commit), State: bytes.Clone(g.pending.State)}
+		}
+		c.groups[id] = cg
+	}
+	for k, v := range s.kps {
+		c.kps[k] = bytes.Clone(v)
+	}
+	return c
+}
+
+func (s *Store) write() error {
+	if s.FailWrites != nil {
+		return s.FailWrites
+	}
+	s.writes++
+	return nil
+}
+
+func (s *Store) SaveGroup(ctx context.Context, id candor.GroupID, epoch candor.Epoch, state []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.write(); err != nil {
+		return err
+	}
+	s.groups[id] = &storedGroup{epoch: epoch, state: bytes.Clone(state), ratchets: make(map[uint32]mlsx.RatchetRecord)}
+	return nil
+}
+
+func (s *Store) LoadGroup(ctx context.Context, id candor.GroupID) (mlsx.StoredGroup, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[id]
+	if !ok {
+		return mlsx.StoredGroup{}, fmt.Errorf("group %s: %w", id, candor.ErrNotFound)
+	}
+	out := mlsx.StoredGroup{Epoch: g.epoch, State: bytes.Clone(g.state), Ratchets: make(map[uint32]mlsx.RatchetRecord)}
+	for l, r := range g.ratchets {
+		out.Ratchets[l] = mlsx.RatchetRecord{Epoch: r.Epoch, Record: bytes.Clone(r.Record)}
+	}
+	if g.pending != nil {
+		out.Pending = &mlsx.PendingState{Commit: bytes.Clone(g.pending.Commit), State: bytes.Clone(g.pending.State)}
+	}
+	return out, nil
+}
+
+func (s *Store) SaveRatchet(ctx context.Context, id candor.GroupID, epoch candor.Epoch, leaf uint32, record []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[id]
+	if !ok {
+		return fmt.Errorf("group %s: %w", id, candor.ErrNotFound)
+	}
+	if err := s.write(); err != nil {
+		return err
+	}
+	g.ratchets[leaf] = mlsx.RatchetRecord{Epoch: epoch, Record: bytes.Clone(record)}
+	return nil
+}
+
+func (s *Store) SavePending(ctx context.Context, id candor.GroupID, commit, state []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, ok := s.groups[id]
+	if !ok {
+		return fmt.Errorf("group %s: %w", id, candor.ErrNotFound)
+	}
+	if err := s.write(); err != nil {
+		return err
+	}
+	g.pending = &mlsx.PendingState{Commit: bytes.Clone(commit), State: bytes.Clone(state)}
+	return nil
+}
+
+func (s *Store) DeleteGroup(ctx context.Context, id candor.GroupID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.write(); err != nil {
+		return err
+	}
+	delete(s.groups, id)
+	return nil
+}
+
+func (s *Store) SaveKeyPackage(ctx context.Context, ref, secrets []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.write(); err != nil {
+		return err
+	}
+	s.kps[string(ref)] = bytes.Clone(secrets)
+	return nil
+}
+
+func (s *Store) LoadKeyPackage(ctx context.Context, ref []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.kps[string(ref)]
+	if !ok {
+		return nil, fmt.Errorf("key package: %w", candor.ErrNotFound)
+	}
+	return bytes.Clone(v), nil
+}
+
+func (s *Store) DeleteKeyPackage(ctx context.Context, ref []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.write(); err != nil {
+		return err
+	}
+	delete(s.kps, string(ref))
+	return nil
+}
+
+// CA is a throwaway certificate authority for tests and demonstrations.
+type CA struct {
+	key  *ecdsa.PrivateKey
+	cert *x509.Certificate
+	der  []byte
+}
+
+// NewCA makes a CA named org.
+func NewCA(tb testing.TB, org string) *CA {
+	tb.Helper()
+	ca, err := MakeCA(org)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ca
+}
+
+// MakeCA makes a CA named org, for callers without a testing.TB.
+func MakeCA(org string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{Organization: []string{org}, CommonName: org + " device CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{key: key, cert: cert, der: der}, nil
+}
+
+// Pool returns a pool holding the CA's certificate.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.cert)
+	return p
+}
+
+// Issue makes a device identity for user/device, certified by the CA.
+func (ca *CA) Issue(user, device string) (mlsx.Identity, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return mlsx.Identity{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		return mlsx.Identity{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: user, OrganizationalUnit: []string{device}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return mlsx.Identity{}, err
+	}
+	return mlsx.Identity{Key: key, Chain: [][]byte{der}}, nil
+}
+
+// Validator admits exactly the X.509 credentials this CA issued and that
+// are not in revoked (keyed by certificate subject common name and unit,
+// "user/device").
+func (ca *CA) Validator(revoked ...string) mlsx.Validator {
+	deny := make(map[string]bool)
+	for _, r := range revoked {
+		deny[r] = true
+	}
+	return mlsx.ValidatorFunc(func(ctx context.Context, _ candor.GroupID, m mlsx.Member) error {
+		cert, err := m.Credential.Certificate()
+		if err != nil {
+			return err
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			return fmt.Errorf("not an enrolled device: %w", err)
+		}
+		if deny[Name(cert)] {
+			return errors.New("device is revoked")
+		}
+		return nil
+	})
+}
+
+// Name returns "user/device" for a certificate the CA issued.
+func Name(cert *x509.Certificate) string {
+	unit := ""
+	if len(cert.Subject.OrganizationalUnit) > 0 {
+		unit = cert.Subject.OrganizationalUnit[0]
+	}
+	return cert.Subject.CommonName + "/" + unit
+}
+
+// AcceptAll admits every member: for conformance vectors, whose credentials
+// are basic ones no candor policy would accept.
+var AcceptAll = mlsx.ValidatorFunc(func(context.Context, candor.GroupID, mlsx.Member) error { return nil })
