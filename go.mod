@@ -2,7 +2,10 @@ module candor
 
 go 1.26.8
 
-require github.com/thomas-vilte/mls-go v1.6.0
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/thomas-vilte/mls-go v1.6.0
+)
 
 require (
 	golang.org/x/crypto v0.53.0 // indirect

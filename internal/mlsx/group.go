@@ -42,6 +42,7 @@ type Group struct {
 	ratchets  map[uint32]ratchet // this epoch's ratchet records, by leaf
 	pending   *Commit            // this device's commit, merged in memory only
 	stored    *PendingState      // a pending commit found in the Store at load
+	gone      bool               // removed from the group and forgotten
 }
 
 func newGroup(lg *group.Group, store Store, v Validator, dev *Device) *Group {
@@ -232,6 +233,9 @@ func (g *Group) admit(ctx context.Context, m Member) error {
 func (g *Group) Encrypt(ctx context.Context, plaintext []byte) ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.gone {
+		return nil, ErrGroupNotFound
+	}
 	if g.dev == nil {
 		return nil, ErrReadOnly
 	}
@@ -291,6 +295,9 @@ type Event struct {
 	Added    []Member
 	Removed  []Member
 	NewEpoch candor.Epoch
+	// SelfRemoved: the commit removed this member. The group is forgotten
+	// and every later operation on it fails with ErrGroupNotFound.
+	SelfRemoved bool
 }
 
 // Process applies the next message of the group's log: it decrypts an
@@ -301,6 +308,9 @@ type Event struct {
 func (g *Group) Process(ctx context.Context, msg []byte) (Event, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.gone {
+		return Event{}, ErrGroupNotFound
+	}
 	m, err := framing.UnmarshalMLSMessage(msg)
 	if err != nil {
 		return Event{}, fmt.Errorf("process: %w", ErrMalformed)
@@ -509,12 +519,66 @@ func (g *Group) processCommit(ctx context.Context, msg []byte, pm *framing.Publi
 	if err := g.checkEpoch(pm.Content.Epoch); err != nil {
 		return Event{}, fmt.Errorf("process: %w", err)
 	}
+	if g.removesSelf(pm) {
+		return g.removed(ctx, pm)
+	}
 	before := g.leafSignatures()
 	oldMembers := g.members()
 	if err := g.lg.ProcessPublicMessage(pm); err != nil {
 		return Event{}, errors.Join(translate("process", err), g.restore(ctx))
 	}
 	return g.afterHandshake(ctx, EventCommit, candor.Epoch(pm.Content.Epoch), senderOf(pm.Content.Sender), before, oldMembers)
+}
+
+// removesSelf reports whether a commit removes this member, by a proposal
+// inline or by reference.
+func (g *Group) removesSelf(pm *framing.PublicMessage) bool {
+	body, _ := pm.Content.CommitData()
+	c, err := group.UnmarshalCommit(body)
+	if err != nil {
+		return false
+	}
+	own := g.lg.OwnLeafIndex()
+	stored := g.lg.StoredProposals()
+	for _, por := range c.Proposals {
+		p := por.Proposal
+		for _, sp := range stored {
+			if p == nil && sp.Ref != nil && bytes.Equal(sp.Ref, por.ProposalRef) {
+				p = sp.Proposal
+			}
+		}
+		if p != nil && p.Type == group.ProposalTypeRemove && p.Remove != nil && p.Remove.Removed == own {
+			return true
+		}
+	}
+	return false
+}
+
+// removed handles the commit that removes this member. A removed member
+// cannot follow the group past it (it receives none of the new epoch's
+// secrets), so, after checking the commit's signature, it forgets the group:
+// the state only holds keys that should no longer exist.
+func (g *Group) removed(ctx context.Context, pm *framing.PublicMessage) (Event, error) {
+	if err := g.lg.VerifyPublicMessage(pm); err != nil {
+		return Event{}, translate("process", err)
+	}
+	var self []Member
+	for _, m := range g.members() {
+		if m.Leaf == uint32(g.lg.OwnLeafIndex()) {
+			self = append(self, m)
+		}
+	}
+	if err := g.store.DeleteGroup(ctx, g.id); err != nil {
+		return Event{}, fmt.Errorf("mlsx: forgetting group %s: %w", g.id, err)
+	}
+	g.gone = true
+	return Event{
+		Kind:        EventCommit,
+		Epoch:       candor.Epoch(pm.Content.Epoch),
+		Sender:      senderOf(pm.Content.Sender),
+		Removed:     self,
+		SelfRemoved: true,
+	}, nil
 }
 
 // afterHandshake checks what a handshake message changed and saves it, or
@@ -589,6 +653,9 @@ type Commit struct {
 func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*Commit, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.gone {
+		return nil, ErrGroupNotFound
+	}
 	if g.dev == nil {
 		return nil, ErrReadOnly
 	}

@@ -121,7 +121,7 @@ func send(t testing.TB, from *party, to []*party, text string) {
 func TestGroupLifecycle(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ca := mlsxtest.NewCA(t, "Example Bank")
+	ca := newTestCA(t)
 	ps := newGroup(t, ca, 3)
 	alice, bob, carol := ps[0], ps[1], ps[2]
 
@@ -174,7 +174,7 @@ func TestGroupLifecycle(t *testing.T) {
 func TestReloadedGroupsCarryOn(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ca := mlsxtest.NewCA(t, "Example Bank")
+	ca := newTestCA(t)
 	ps := newGroup(t, ca, 2)
 	send(t, ps[0], ps, "one")
 	send(t, ps[1], ps, "two")
@@ -194,7 +194,7 @@ func TestReloadedGroupsCarryOn(t *testing.T) {
 func TestCrashAfterEncryptUsesFreshGeneration(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ca := mlsxtest.NewCA(t, "Example Bank")
+	ca := newTestCA(t)
 	ps := newGroup(t, ca, 2)
 	alice, bob := ps[0], ps[1]
 	send(t, alice, ps, "before")
@@ -241,7 +241,7 @@ func newPartyFrom(t testing.TB, ca *mlsxtest.CA, p *party, store *mlsxtest.Store
 func TestFailedReservationEncryptsNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ca := mlsxtest.NewCA(t, "Example Bank")
+	ca := newTestCA(t)
 	ps := newGroup(t, ca, 2)
 	alice := ps[0]
 	alice.store.FailWrites = errors.New("disk full")
@@ -291,3 +291,5 @@ func TestPolicyRefusesUnenrolledDevices(t *testing.T) {
 	}
 	send(t, alice, ps, "the group carries on")
 }
+
+func newTestCA(t testing.TB) *mlsxtest.CA { return mlsxtest.NewCA(t, "Example Bank") }
