@@ -10,17 +10,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"sync"
 	"testing"
 	"time"
 
 	"candor"
 	"candor/internal/mlsx"
+	"candor/internal/pki"
 )
 
 // Store is an in-memory mlsx.Store.
@@ -176,11 +174,10 @@ func (s *Store) DeleteKeyPackage(ctx context.Context, ref []byte) error {
 	return nil
 }
 
-// CA is a throwaway certificate authority for tests and demonstrations.
+// CA is a throwaway organisation CA (candor's real one, internal/pki) with
+// helpers for tests.
 type CA struct {
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-	der  []byte
+	*pki.CA
 }
 
 // NewCA makes a CA named org.
@@ -195,35 +192,11 @@ func NewCA(tb testing.TB, org string) *CA {
 
 // MakeCA makes a CA named org, for callers without a testing.TB.
 func MakeCA(org string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := pki.NewCA(org, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{org}, CommonName: org + " device CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{key: key, cert: cert, der: der}, nil
-}
-
-// Pool returns a pool holding the CA's certificate.
-func (ca *CA) Pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
+	return &CA{ca}, nil
 }
 
 // Issue makes a device identity for user/device, certified by the CA.
@@ -232,19 +205,7 @@ func (ca *CA) Issue(user, device string) (mlsx.Identity, error) {
 	if err != nil {
 		return mlsx.Identity{}, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		return mlsx.Identity{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: user, OrganizationalUnit: []string{device}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := ca.CA.Issue(candor.UserID(user), candor.DeviceID(device), &key.PublicKey, time.Now())
 	if err != nil {
 		return mlsx.Identity{}, err
 	}
@@ -252,35 +213,25 @@ func (ca *CA) Issue(user, device string) (mlsx.Identity, error) {
 }
 
 // Validator admits exactly the X.509 credentials this CA issued and that
-// are not in revoked (keyed by certificate subject common name and unit,
-// "user/device").
+// are not in revoked ("user/device").
 func (ca *CA) Validator(revoked ...string) mlsx.Validator {
 	deny := make(map[string]bool)
 	for _, r := range revoked {
 		deny[r] = true
 	}
 	return mlsx.ValidatorFunc(func(ctx context.Context, _ candor.GroupID, m mlsx.Member) error {
-		cert, err := m.Credential.Certificate()
+		if m.Credential.Kind != mlsx.CredentialX509 {
+			return errors.New("not an X.509 credential")
+		}
+		dev, err := ca.Verify(m.Credential.Chain[0], time.Now())
 		if err != nil {
 			return err
 		}
-		if _, err := cert.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-			return fmt.Errorf("not an enrolled device: %w", err)
-		}
-		if deny[Name(cert)] {
+		if deny[dev.String()] {
 			return errors.New("device is revoked")
 		}
 		return nil
 	})
-}
-
-// Name returns "user/device" for a certificate the CA issued.
-func Name(cert *x509.Certificate) string {
-	unit := ""
-	if len(cert.Subject.OrganizationalUnit) > 0 {
-		unit = cert.Subject.OrganizationalUnit[0]
-	}
-	return cert.Subject.CommonName + "/" + unit
 }
 
 // AcceptAll admits every member: for conformance vectors, whose credentials
