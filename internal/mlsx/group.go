@@ -132,7 +132,11 @@ func (g *Group) saveSnapshot(ctx context.Context) error {
 func (g *Group) ID() candor.GroupID { return g.id }
 
 // Suite returns the group's ciphersuite.
-func (g *Group) Suite() Suite { return Suite(g.lg.CipherSuite()) }
+func (g *Group) Suite() Suite {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return Suite(g.lg.CipherSuite())
+}
 
 // Epoch returns the group's current epoch.
 func (g *Group) Epoch() candor.Epoch {
@@ -675,7 +679,7 @@ func (g *Group) Commit(ctx context.Context, opts CommitOptions) (*Commit, error)
 		if err != nil {
 			return nil, fmt.Errorf("mlsx: commit: %w", err)
 		}
-		if info.Suite != g.Suite() {
+		if info.Suite != Suite(g.lg.CipherSuite()) {
 			return nil, fmt.Errorf("mlsx: commit: key package of suite %s: %w", info.Suite, candor.ErrInvalid)
 		}
 		kp, _ := decodeKeyPackage(raw)
