@@ -78,9 +78,9 @@ const (
 
 // Credential is a member's MLS credential.
 type Credential struct {
-	Kind     CredentialKind
-	Identity []byte   // basic credentials only
-	Chain    [][]byte // X.509 credentials only: DER, leaf first
+	Kind     CredentialKind `json:"kind"`
+	Identity []byte         `json:"identity,omitempty"` // basic credentials only
+	Chain    [][]byte       `json:"chain,omitempty"`    // X.509 credentials only: DER, leaf first
 }
 
 // Certificate parses the leaf certificate of an X.509 credential.
@@ -93,9 +93,9 @@ func (c Credential) Certificate() (*x509.Certificate, error) {
 
 // Member is one leaf of a group's ratchet tree.
 type Member struct {
-	Leaf         uint32
-	Credential   Credential
-	SignatureKey []byte // the leaf's signature public key as MLS encodes it
+	Leaf         uint32     `json:"leaf"`
+	Credential   Credential `json:"credential"`
+	SignatureKey []byte     `json:"signature_key"` // the leaf's signature public key as MLS encodes it
 }
 
 // Validator decides who may be a member of a candor group. The adapter calls

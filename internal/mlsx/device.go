@@ -1,6 +1,7 @@
 package mlsx
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/json"
@@ -294,8 +295,10 @@ func decodeWelcome(msg []byte) (*group.Welcome, error) {
 	if err != nil || m.Welcome == nil {
 		return nil, fmt.Errorf("welcome: %w", ErrMalformed)
 	}
+	// The library keeps a Welcome's bytes as given and its decoder ignores
+	// trailing bytes: re-encoding is the check that the bytes are canonical.
 	w, err := group.UnmarshalWelcome(m.Welcome)
-	if err != nil {
+	if err != nil || !bytes.Equal(w.Marshal(), m.Welcome) {
 		return nil, fmt.Errorf("welcome: %w", ErrMalformed)
 	}
 	if !Suite(w.CipherSuite).Supported() {

@@ -3,6 +3,7 @@ package mlsx
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -65,7 +66,7 @@ func load(ctx context.Context, id candor.GroupID, store Store, v Validator, dev 
 	if err != nil {
 		return nil, fmt.Errorf("mlsx: loading group %s: %w", id, err)
 	}
-	lg, err := group.UnmarshalGroupState(sg.State)
+	lg, err := unmarshalGroup(sg.State)
 	if err != nil {
 		return nil, fmt.Errorf("mlsx: group %s: stored state: %w: %v", id, candor.ErrInvalid, err)
 	}
@@ -116,7 +117,7 @@ func (g *Group) restore(ctx context.Context) error {
 }
 
 func (g *Group) saveSnapshot(ctx context.Context) error {
-	state, err := g.lg.MarshalState()
+	state, err := marshalGroup(g.lg)
 	if err != nil {
 		return fmt.Errorf("mlsx: group %s: snapshot: %v", g.id, err)
 	}
@@ -745,7 +746,7 @@ func (g *Group) commit(ctx context.Context, kps []*keypackages.KeyPackage, remov
 		c.Welcome = (&framing.MLSMessage{Welcome: w.Marshal()}).Marshal()
 	}
 	c.Added, c.Removed = diffMembers(oldMembers, g.members())
-	state, err := g.lg.MarshalState()
+	state, err := marshalGroup(g.lg)
 	if err != nil {
 		return nil, fmt.Errorf("mlsx: commit: snapshot: %v", err)
 	}
@@ -787,7 +788,7 @@ func (g *Group) confirm(ctx context.Context) (Event, error) {
 func (g *Group) adoptStored(ctx context.Context) (Event, error) {
 	epoch := g.epoch()
 	oldMembers := g.members()
-	lg, err := group.UnmarshalGroupState(g.stored.State)
+	lg, err := unmarshalGroup(g.stored.State)
 	if err != nil {
 		return Event{}, fmt.Errorf("mlsx: pending commit state: %w: %v", candor.ErrInvalid, err)
 	}
@@ -810,4 +811,41 @@ func (g *Group) Discard(ctx context.Context) error {
 		return nil
 	}
 	return g.restore(ctx)
+}
+
+// snapshot is the stored form of a group: the library's state and, beside
+// it, the group's PSK cache. The library writes that cache inside its state
+// as a JSON object keyed by raw PSK ids, and encoding/json replaces the bytes
+// of a key that are not UTF-8, so a resumption PSK (keyed by the binary group
+// id and epoch) would not survive a reload.
+type snapshot struct {
+	State json.RawMessage `json:"state"`
+	PSKs  []PSK           `json:"psks,omitempty"`
+}
+
+func marshalGroup(lg *group.Group) ([]byte, error) {
+	state, err := lg.MarshalState()
+	if err != nil {
+		return nil, err
+	}
+	snap := snapshot{State: state}
+	for id, secret := range lg.CachedPsks() {
+		snap.PSKs = append(snap.PSKs, PSK{ID: []byte(id), Secret: secret})
+	}
+	return json.Marshal(snap)
+}
+
+func unmarshalGroup(b []byte) (*group.Group, error) {
+	var snap snapshot
+	if err := json.Unmarshal(b, &snap); err != nil {
+		return nil, err
+	}
+	lg, err := group.UnmarshalGroupState(snap.State)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range snap.PSKs {
+		lg.LoadPsk(p.ID, p.Secret)
+	}
+	return lg, nil
 }

@@ -59,7 +59,9 @@ func Inspect(msg []byte) (Info, error) {
 		return Info{}, fmt.Errorf("inspect: %w", ErrMalformed)
 	}
 	// Refuse trailing bytes and non-canonical encodings: what is read must
-	// be what is stored and relayed.
+	// be what is stored and relayed. For Welcomes, GroupInfos and
+	// KeyPackages the library keeps the payload as given, so each case
+	// below re-encodes the decoded payload too.
 	if !bytes.Equal(m.Marshal(), msg) {
 		return Info{}, fmt.Errorf("inspect: not a canonical MLSMessage: %w", ErrMalformed)
 	}
@@ -74,7 +76,7 @@ func Inspect(msg []byte) (Info, error) {
 			Content: ContentType(p.ContentType)}, nil
 	case m.Welcome != nil:
 		w, err := group.UnmarshalWelcome(m.Welcome)
-		if err != nil {
+		if err != nil || !bytes.Equal(w.Marshal(), m.Welcome) {
 			return Info{}, fmt.Errorf("inspect: welcome: %w", ErrMalformed)
 		}
 		info := Info{Wire: WireWelcome, Suite: Suite(w.CipherSuite)}
@@ -84,7 +86,7 @@ func Inspect(msg []byte) (Info, error) {
 		return info, nil
 	case m.GroupInfo != nil:
 		gi, err := group.UnmarshalGroupInfo(m.GroupInfo)
-		if err != nil || gi.GroupContext == nil {
+		if err != nil || gi.GroupContext == nil || !bytes.Equal(gi.Marshal(), m.GroupInfo) {
 			return Info{}, fmt.Errorf("inspect: group info: %w", ErrMalformed)
 		}
 		return Info{Wire: WireGroupInfo, GroupID: candor.GroupID(gi.GroupContext.GroupID.AsSlice()),
@@ -113,9 +115,15 @@ type Roster struct {
 	Epoch   candor.Epoch   `json:"epoch"`
 	// Leaves holds one entry per leaf; a blank leaf has a nil entry.
 	Leaves []*Member `json:"leaves"`
-	// Proposals are the current epoch's proposals by ProposalRef (as
-	// string), waiting for a commit to reference them.
-	Proposals map[string][]byte `json:"proposals,omitempty"`
+	// Proposals are the current epoch's proposals, waiting for a commit to
+	// reference them.
+	Proposals []RosterProposal `json:"proposals,omitempty"`
+}
+
+// RosterProposal is a proposal the roster keeps until the epoch's commit.
+type RosterProposal struct {
+	Ref      []byte `json:"ref"`      // its ProposalRef (RFC 9420 §5.2)
+	Proposal []byte `json:"proposal"` // the Proposal, encoded
 }
 
 // NewRoster starts following a group at epoch 0, when it holds only its
@@ -141,10 +149,7 @@ func (r *Roster) Members() []Member {
 func (r *Roster) clone() *Roster {
 	c := *r
 	c.Leaves = slices.Clone(r.Leaves)
-	c.Proposals = make(map[string][]byte, len(r.Proposals))
-	for k, v := range r.Proposals {
-		c.Proposals[k] = v
-	}
+	c.Proposals = slices.Clone(r.Proposals)
 	return &c
 }
 
@@ -192,7 +197,10 @@ func (r *Roster) Apply(msg []byte) (*Roster, Info, error) {
 		}
 		ac := &framing.AuthenticatedContent{WireFormat: framing.WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}
 		next := r.clone()
-		next.Proposals[string(group.ComputeProposalRef(ac.Marshal(), r.Suite.lib()))] = bytes.Clone(body)
+		next.Proposals = append(next.Proposals, RosterProposal{
+			Ref:      group.ComputeProposalRef(ac.Marshal(), r.Suite.lib()),
+			Proposal: bytes.Clone(body),
+		})
 		return next, info, nil
 	case ContentCommit:
 		if !r.isMember(info.Sender) {
@@ -216,11 +224,11 @@ func (r *Roster) applyCommit(pm *framing.PublicMessage, committer uint32) (*Rost
 		case por.Proposal != nil:
 			proposals = append(proposals, por.Proposal)
 		default:
-			raw, ok := r.Proposals[string(por.ProposalRef)]
-			if !ok {
+			i := slices.IndexFunc(r.Proposals, func(p RosterProposal) bool { return bytes.Equal(p.Ref, por.ProposalRef) })
+			if i < 0 {
 				return nil, fmt.Errorf("roster: commit names a proposal the server has not seen: %w", ErrMalformed)
 			}
-			p, err := group.UnmarshalProposal(raw)
+			p, err := group.UnmarshalProposal(r.Proposals[i].Proposal)
 			if err != nil {
 				return nil, fmt.Errorf("roster: proposal: %w", ErrMalformed)
 			}

@@ -90,7 +90,9 @@ func decodeKeyPackage(msg []byte) (*keypackages.KeyPackage, error) {
 		return nil, fmt.Errorf("key package: %w", ErrMalformed)
 	}
 	kp, err := keypackages.UnmarshalKeyPackage(m.KeyPackage)
-	if err != nil || kp.LeafNode == nil {
+	// The KeyPackageRef hashes the bytes as given; they must be canonical
+	// or a joiner and a committer would compute different refs.
+	if err != nil || kp.LeafNode == nil || !bytes.Equal(kp.Marshal(), m.KeyPackage) {
 		return nil, fmt.Errorf("key package: %w", ErrMalformed)
 	}
 	if !Suite(kp.CipherSuite).Supported() {
