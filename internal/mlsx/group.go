@@ -321,6 +321,12 @@ func (g *Group) Process(ctx context.Context, msg []byte) (Event, error) {
 		return Event{}, fmt.Errorf("process: %w", ErrMalformed)
 	}
 	if pm, ok := m.AsPrivate(); ok {
+		if !bytes.Equal(pm.GroupID, []byte(g.id)) {
+			return Event{}, fmt.Errorf("process: message for another group: %w", ErrMalformed)
+		}
+		if pm.ContentType < framing.ContentTypeApplication || pm.ContentType > framing.ContentTypeCommit {
+			return Event{}, fmt.Errorf("process: content type %d: %w", pm.ContentType, ErrMalformed)
+		}
 		if pm.ContentType != framing.ContentTypeApplication {
 			return g.processPrivateHandshake(ctx, pm)
 		}
@@ -358,9 +364,6 @@ func senderOf(s framing.Sender) Sender {
 }
 
 func (g *Group) processApplication(ctx context.Context, pm *framing.PrivateMessage) (Event, error) {
-	if !bytes.Equal(pm.GroupID, []byte(g.id)) {
-		return Event{}, fmt.Errorf("process: message for another group: %w", ErrMalformed)
-	}
 	if g.pending != nil {
 		if err := g.restore(ctx); err != nil {
 			return Event{}, err

@@ -72,6 +72,11 @@ func Inspect(msg []byte) (Info, error) {
 			Content: ContentType(c.ContentType()), Sender: senderOf(c.Sender)}, nil
 	case m.PrivateMessage != nil:
 		p := m.PrivateMessage
+		// The library does not check a PrivateMessage's cleartext
+		// content_type; RFC 9420 §6 defines three.
+		if p.ContentType < framing.ContentTypeApplication || p.ContentType > framing.ContentTypeCommit {
+			return Info{}, fmt.Errorf("inspect: content type %d: %w", p.ContentType, ErrMalformed)
+		}
 		return Info{Wire: WirePrivate, GroupID: candor.GroupID(p.GroupID), Epoch: candor.Epoch(p.Epoch),
 			Content: ContentType(p.ContentType)}, nil
 	case m.Welcome != nil:
@@ -153,11 +158,17 @@ func (r *Roster) clone() *Roster {
 	return &c
 }
 
-// MarshalJSON and UnmarshalRoster give the Roster a stored form.
+// UnmarshalRoster reads a Roster stored with json.Marshal. It refuses a
+// roster with no member, a leaf out of place, or trailing blank leaves.
 func UnmarshalRoster(b []byte) (*Roster, error) {
 	var r Roster
-	if err := json.Unmarshal(b, &r); err != nil || !r.Suite.Supported() || len(r.Leaves) == 0 {
+	if err := json.Unmarshal(b, &r); err != nil || !r.Suite.Supported() || len(r.Leaves) == 0 || r.Leaves[len(r.Leaves)-1] == nil {
 		return nil, fmt.Errorf("mlsx: stored roster: %w", candor.ErrInvalid)
+	}
+	for i, m := range r.Leaves {
+		if m != nil && m.Leaf != uint32(i) {
+			return nil, fmt.Errorf("mlsx: stored roster: leaf %d out of place: %w", i, candor.ErrInvalid)
+		}
 	}
 	return &r, nil
 }

@@ -115,6 +115,8 @@ func (r ratchet) fresh(gen uint64) bool {
 }
 
 // receive records generation gen as received; the caller checked fresh.
+// Generations are uint32 on the wire (RFC 9420 §6.3.2), so top never
+// overflows.
 func (r ratchet) receive(gen uint64) ratchet {
 	if gen >= r.top {
 		shift := gen + 1 - r.top
