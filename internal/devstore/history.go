@@ -1,0 +1,236 @@
+package devstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"candor"
+)
+
+// The client's history (migration 0002_history.sql): the conversations this
+// device is in, how far it has read each group's log, and its messages.
+// Package client is its one user; the MLS state above is mlsx's.
+
+// Conversation is one group as the device's history knows it.
+type Conversation struct {
+	Group   candor.GroupID
+	Name    string // local only
+	Cursor  uint64 // the last log entry processed and recorded
+	Removed bool   // this device is no longer a member
+	Created time.Time
+}
+
+// MessageState is where a message is in its delivery.
+type MessageState string
+
+// Message states.
+const (
+	StateSending  MessageState = "sending"  // written here, not yet acknowledged by the server
+	StateSent     MessageState = "sent"     // in the group's log at Seq
+	StateReceived MessageState = "received" // from another device
+)
+
+// Message is one application message in the history.
+type Message struct {
+	ID           int64 // local order; assigned by the Store
+	Group        candor.GroupID
+	Seq          uint64 // position in the group's log; 0 while sending
+	SenderUser   candor.UserID
+	SenderDevice candor.DeviceID
+	Time         time.Time
+	Text         string
+	State        MessageState
+}
+
+// Progress is what processing one entry of a group's log leaves in the
+// history, written in one transaction by [Store.Advance].
+type Progress struct {
+	Group   candor.GroupID
+	Seq     uint64   // the entry processed: the cursor moves here (never back)
+	Message *Message // a received message to add, or nil
+	Removed bool     // the entry removed this device from the group
+	Joined  bool     // the entry is the Welcome that (re-)added this device
+}
+
+func millis(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// AddConversation records a group this device created. A group already
+// recorded is reported wrapping candor.ErrConflict.
+func (s *Store) AddConversation(ctx context.Context, c Conversation) error {
+	res, err := s.w.ExecContext(ctx, `
+		INSERT INTO conversations (group_id, name, cursor, removed, created)
+		VALUES (?, ?, ?, 0, ?) ON CONFLICT (group_id) DO NOTHING`,
+		[]byte(c.Group), c.Name, int64(c.Cursor), millis(c.Created))
+	if err != nil {
+		return fmt.Errorf("devstore: adding conversation %s: %w", c.Group, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return fmt.Errorf("devstore: conversation %s exists: %w", c.Group, errors.Join(candor.ErrConflict, err))
+	}
+	return nil
+}
+
+// SetConversationName renames a conversation. A missing one is reported
+// wrapping candor.ErrNotFound.
+func (s *Store) SetConversationName(ctx context.Context, group candor.GroupID, name string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE conversations SET name = ? WHERE group_id = ?`, name, []byte(group))
+	if err != nil {
+		return fmt.Errorf("devstore: renaming conversation %s: %w", group, err)
+	}
+	return mustAffect(res, fmt.Sprintf("conversation %s", group))
+}
+
+// Conversation returns one conversation. A missing one is reported wrapping
+// candor.ErrNotFound.
+func (s *Store) Conversation(ctx context.Context, group candor.GroupID) (Conversation, error) {
+	row := s.r.QueryRowContext(ctx, `
+		SELECT group_id, name, cursor, removed, created FROM conversations WHERE group_id = ?`, []byte(group))
+	c, err := scanConversation(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Conversation{}, fmt.Errorf("devstore: conversation %s: %w", group, candor.ErrNotFound)
+	}
+	if err != nil {
+		return Conversation{}, fmt.Errorf("devstore: loading conversation %s: %w", group, err)
+	}
+	return c, nil
+}
+
+// Conversations lists every conversation, oldest first.
+func (s *Store) Conversations(ctx context.Context) ([]Conversation, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT group_id, name, cursor, removed, created FROM conversations ORDER BY created, group_id`)
+	if err != nil {
+		return nil, fmt.Errorf("devstore: listing conversations: %w", err)
+	}
+	defer rows.Close()
+	out := []Conversation{}
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("devstore: listing conversations: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("devstore: listing conversations: %w", err)
+	}
+	return out, nil
+}
+
+func scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
+	var (
+		c       Conversation
+		id      []byte
+		cursor  int64
+		removed int64
+		created int64
+	)
+	if err := row.Scan(&id, &c.Name, &cursor, &removed, &created); err != nil {
+		return Conversation{}, err
+	}
+	c.Group, c.Cursor, c.Removed, c.Created = candor.GroupID(id), uint64(cursor), removed != 0, fromMillis(created)
+	return c, nil
+}
+
+// Advance records that the entry p.Seq of a group's log was processed, with
+// what it left: the conversation's cursor moves to p.Seq (never back), a
+// received message is added, the device is marked removed or, for a
+// Welcome, a member again. A conversation not yet recorded is created. All
+// in one transaction, so an entry is recorded whole or not at all. A
+// message whose (group, seq) is already recorded is not added twice.
+func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO conversations (group_id, cursor, removed, created) VALUES (?, ?, ?, ?)
+			ON CONFLICT (group_id) DO UPDATE SET
+				cursor = MAX(cursor, excluded.cursor),
+				removed = CASE WHEN ? THEN 1 WHEN ? THEN 0 ELSE removed END`,
+			[]byte(p.Group), int64(p.Seq), p.Removed, millis(now), p.Removed, p.Joined); err != nil {
+			return err
+		}
+		if m := p.Message; m != nil {
+			if _, err := tx.ExecContext(ctx, `
+				INSERT INTO messages (group_id, seq, sender_user, sender_device, time, text, state)
+				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, seq) DO NOTHING`,
+				[]byte(p.Group), int64(p.Seq), string(m.SenderUser), string(m.SenderDevice),
+				millis(m.Time), m.Text, string(StateReceived)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("devstore: recording entry %d of %s: %w", p.Seq, p.Group, err)
+	}
+	return nil
+}
+
+// AddOutgoing records a message this device is about to send, in state
+// sending, and returns its local id. Its conversation must be recorded
+// (candor.ErrNotFound otherwise).
+func (s *Store) AddOutgoing(ctx context.Context, m Message) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `
+		INSERT INTO messages (group_id, seq, sender_user, sender_device, time, text, state)
+		SELECT group_id, NULL, ?, ?, ?, ?, ? FROM conversations WHERE group_id = ?`,
+		string(m.SenderUser), string(m.SenderDevice), millis(m.Time), m.Text, string(StateSending), []byte(m.Group))
+	if err != nil {
+		return 0, fmt.Errorf("devstore: recording outgoing message: %w", err)
+	}
+	if err := mustAffect(res, fmt.Sprintf("conversation %s", m.Group)); err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("devstore: recording outgoing message: %w", err)
+	}
+	return id, nil
+}
+
+// MarkSent records that the server accepted outgoing message id at seq, at
+// time at. A missing message is reported wrapping candor.ErrNotFound.
+func (s *Store) MarkSent(ctx context.Context, id int64, seq uint64, at time.Time) error {
+	res, err := s.w.ExecContext(ctx, `
+		UPDATE messages SET seq = ?, time = ?, state = ? WHERE id = ?`,
+		int64(seq), millis(at), string(StateSent), id)
+	if err != nil {
+		return fmt.Errorf("devstore: marking message %d sent: %w", id, err)
+	}
+	return mustAffect(res, fmt.Sprintf("message %d", id))
+}
+
+// Messages returns a conversation's messages in log order, those still
+// sending last in the order they were written.
+func (s *Store) Messages(ctx context.Context, group candor.GroupID) ([]Message, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT id, seq, sender_user, sender_device, time, text, state FROM messages
+		WHERE group_id = ? ORDER BY seq IS NULL, seq, id`, []byte(group))
+	if err != nil {
+		return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
+	}
+	defer rows.Close()
+	out := []Message{}
+	for rows.Next() {
+		var (
+			m            Message
+			seq          sql.NullInt64
+			user, device string
+			at           int64
+			state        string
+		)
+		if err := rows.Scan(&m.ID, &seq, &user, &device, &at, &m.Text, &state); err != nil {
+			return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
+		}
+		m.Group, m.Seq, m.SenderUser, m.SenderDevice = group, uint64(seq.Int64), candor.UserID(user), candor.DeviceID(device)
+		m.Time, m.State = fromMillis(at), MessageState(state)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
+	}
+	return out, nil
+}
