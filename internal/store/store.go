@@ -1,0 +1,194 @@
+// Package store is the server's storage: enrolment, the key directory, and
+// each group's ordered, append-only log (which is also the archive's
+// journal). [Store] is the contract; sqlstore is its one database/sql
+// implementation, for SQLite now and PostgreSQL later; storetest is the
+// contract test suite every implementation passes.
+//
+// Nothing secret is stored here: certificates, public KeyPackages, hashes
+// of invitation secrets, MLS messages as devices sent them (application
+// messages are ciphertext, handshake messages are public by design), and the
+// public member list the server follows.
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"candor"
+)
+
+// Store is the server's durable state. Every method is atomic; methods are
+// safe for concurrent use. Missing rows are reported by wrapping
+// candor.ErrNotFound, lost races by wrapping candor.ErrConflict; no method
+// returns a nil error with a zero value to mean "absent".
+type Store interface {
+	// CreateInvitation stores a new invitation. ErrConflict if the id exists.
+	CreateInvitation(ctx context.Context, inv Invitation) error
+	// Invitation returns an invitation, used or not.
+	Invitation(ctx context.Context, id string) (Invitation, error)
+	// Enrol marks invitation id used and adds d, in one transaction, if the
+	// invitation exists, is unused, has not expired at now, names d.User,
+	// and its SecretHash equals secretHash (compared in constant time).
+	// Otherwise it changes nothing and wraps candor.ErrPermission. Exactly
+	// one of any number of concurrent Enrols with one invitation succeeds.
+	Enrol(ctx context.Context, id string, secretHash []byte, now time.Time, d Device) error
+	// Device returns a device by id.
+	Device(ctx context.Context, id candor.DeviceID) (Device, error)
+	// DeviceByFingerprint returns the device whose certificate has this
+	// SHA-256 fingerprint.
+	DeviceByFingerprint(ctx context.Context, fingerprint []byte) (Device, error)
+	// Devices returns a user's devices, revoked ones included, in
+	// enrolment order; an unknown user has none (an empty list, no error).
+	Devices(ctx context.Context, user candor.UserID) ([]Device, error)
+	// RevokeDevice marks a device revoked at at. Revoking a revoked device
+	// keeps the first time and is no error. It also deletes the device's
+	// KeyPackages.
+	RevokeDevice(ctx context.Context, id candor.DeviceID, at time.Time) error
+
+	// AddKeyPackages adds one-time KeyPackages to a device's stock and,
+	// when lastResort is non-nil, replaces its last-resort one. A ref
+	// already stored is ErrConflict.
+	AddKeyPackages(ctx context.Context, device candor.DeviceID, kps []KeyPackage, lastResort *KeyPackage) error
+	// CountKeyPackages says how many unclaimed one-time KeyPackages a
+	// device has, and whether it has a last-resort one.
+	CountKeyPackages(ctx context.Context, device candor.DeviceID) (available int, lastResort bool, err error)
+	// ClaimKeyPackages takes one KeyPackage for each unrevoked device of
+	// user: the oldest unclaimed one-time KeyPackage, marked claimed in the
+	// same transaction so that no two claims get it, or else the device's
+	// last-resort one, which stays. A device with neither is left out; the
+	// caller compares with Devices.
+	ClaimKeyPackages(ctx context.Context, user candor.UserID, now time.Time) ([]KeyPackage, error)
+	// KeyPackageOwner returns the device a KeyPackageRef belongs to, for
+	// routing Welcomes; claimed KeyPackages are remembered.
+	KeyPackageOwner(ctx context.Context, ref []byte) (candor.DeviceID, error)
+
+	// CreateGroup registers a group at epoch 0 whose one member is
+	// creator. ErrConflict if the id exists.
+	CreateGroup(ctx context.Context, g Group, creator candor.DeviceID) error
+	// Group returns a group's current state.
+	Group(ctx context.Context, id candor.GroupID) (Group, error)
+	// GroupsOf returns the groups a device is a member of, with its cursor.
+	GroupsOf(ctx context.Context, device candor.DeviceID) ([]Membership, error)
+	// Members returns the devices that are members of a group.
+	Members(ctx context.Context, id candor.GroupID) ([]candor.DeviceID, error)
+	// Append adds one entry at the end of a group's log, if the log's head
+	// is still req.PrevHead; otherwise it changes nothing and wraps
+	// candor.ErrConflict. An entry whose Message is byte-for-byte one already
+	// in the group's log is refused with a *ReplayError. See AppendRequest
+	// for what else it changes. It returns the new entry's sequence number
+	// (PrevHead+1).
+	Append(ctx context.Context, req AppendRequest) (uint64, error)
+	// Log returns up to limit entries of a group's log with Seq > after, in
+	// order.
+	Log(ctx context.Context, id candor.GroupID, after uint64, limit int) ([]Entry, error)
+	// CommitSeq returns the sequence number of the commit that ended epoch
+	// in a group's log.
+	CommitSeq(ctx context.Context, id candor.GroupID, epoch candor.Epoch) (uint64, error)
+	// SetCursor records that device has processed a group's log up to seq.
+	// A cursor never moves back: a lower seq is ignored.
+	SetCursor(ctx context.Context, device candor.DeviceID, id candor.GroupID, seq uint64) error
+	// Welcomes returns the unacknowledged Welcomes for a device, oldest first.
+	Welcomes(ctx context.Context, device candor.DeviceID) ([]Welcome, error)
+	// DeleteWelcome acknowledges a Welcome. ErrNotFound if it is not the
+	// device's.
+	DeleteWelcome(ctx context.Context, device candor.DeviceID, id string) error
+
+	// Close releases the store.
+	Close() error
+}
+
+// Invitation is a one-time invitation for a user to enrol a device.
+type Invitation struct {
+	ID         string
+	User       candor.UserID
+	SecretHash []byte // SHA-256 of the secret; the secret itself is never stored
+	Created    time.Time
+	Expires    time.Time
+	Used       bool
+}
+
+// Device is an enrolled device.
+type Device struct {
+	ID          candor.DeviceID
+	User        candor.UserID
+	Name        string
+	Certificate []byte // DER
+	Fingerprint []byte // SHA-256 of Certificate
+	EnrolledAt  time.Time
+	RevokedAt   time.Time // zero: not revoked
+}
+
+// Revoked reports whether the device was revoked.
+func (d Device) Revoked() bool { return !d.RevokedAt.IsZero() }
+
+// KeyPackage is one public KeyPackage in the directory.
+type KeyPackage struct {
+	Ref        []byte // KeyPackageRef
+	Device     candor.DeviceID
+	Data       []byte // MLSMessage-wrapped
+	LastResort bool
+	Added      time.Time
+}
+
+// Group is a group's state on the server.
+type Group struct {
+	ID      candor.GroupID
+	Epoch   candor.Epoch
+	Head    uint64 // sequence number of the last entry; 0 for an empty log
+	Roster  []byte // the mlsx.Roster the server follows, in its stored form
+	Created time.Time
+}
+
+// Membership is a device's view of one of its groups.
+type Membership struct {
+	Group  Group
+	Cursor uint64
+}
+
+// Entry is one message in a group's log.
+type Entry struct {
+	Seq     uint64
+	Epoch   candor.Epoch // the epoch the message was sent in
+	Commit  bool         // the message is a commit: it ended Epoch
+	Sender  candor.DeviceID
+	Time    time.Time
+	Message []byte
+}
+
+// AppendRequest is one append to a group's log. Besides the entry:
+//   - Roster, when non-nil, replaces the group's roster and Epoch its epoch
+//     (commits, and proposals, which the roster remembers);
+//   - Members, when non-nil, replaces the set of the group's member devices;
+//     devices that join get a cursor at the new entry's predecessor;
+//   - Welcomes are queued for their devices, with the new entry's Seq.
+type AppendRequest struct {
+	Group    candor.GroupID
+	PrevHead uint64
+	Entry    Entry
+	Roster   []byte
+	Epoch    candor.Epoch
+	Members  []candor.DeviceID
+	Welcomes []Welcome
+}
+
+// Welcome is a Welcome queued for one device.
+type Welcome struct {
+	ID     string
+	Device candor.DeviceID
+	Group  candor.GroupID
+	Seq    uint64
+	Time   time.Time
+	Data   []byte
+}
+
+// ReplayError reports that a message is already in the log, at Seq.
+type ReplayError struct {
+	Seq uint64
+}
+
+func (e *ReplayError) Error() string {
+	return fmt.Sprintf("store: message already in the log at %d", e.Seq)
+}
+
+func (e *ReplayError) Unwrap() error { return candor.ErrConflict }
