@@ -39,6 +39,21 @@ type GroupID string
 // URLs and the command line.
 func (id GroupID) String() string { return hex.EncodeToString([]byte(id)) }
 
+// MarshalText encodes the id in hex, so that JSON and other text formats
+// carry binary ids intact (encoding/json would replace bytes that are not
+// UTF-8 in a plain string).
+func (id GroupID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText is the inverse of MarshalText.
+func (id *GroupID) UnmarshalText(b []byte) error {
+	v, err := ParseGroupID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
 // ParseGroupID is the inverse of GroupID.String.
 func ParseGroupID(s string) (GroupID, error) {
 	b, err := hex.DecodeString(s)

@@ -108,3 +108,54 @@ func TestServerRemovesRevokedDevice(t *testing.T) {
 	}
 	send(t, carol, []*party{alice, carol}, "and the group is unharmed")
 }
+
+// TestProposalWhileCommitPending: a proposal logged before this device's
+// own commit must not cost the device its commit's state.
+func TestProposalWhileCommitPending(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	ca := newTestCA(t)
+	serverKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serverCert, err := ca.CA.Issue("candord", "server", &serverKey.PublicKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := newParty(t, ca, "alice", "laptop")
+	bob := newParty(t, ca, "bob", "phone")
+	carol := newParty(t, ca, "carol", "desk")
+	g, err := alice.dev.CreateGroup(ctx, candor.GroupID([]byte{0xff, 0x00, 0x80, 0xfe}), mlsx.GroupOptions{
+		ExternalSenders: []mlsx.ExternalSender{{Key: &serverKey.PublicKey, Chain: [][]byte{serverCert}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.group = g
+	commitAndDeliver(t, alice, mlsx.CommitOptions{Add: [][]byte{bob.keyPackage(t), carol.keyPackage(t)}}, []*party{alice}, []*party{bob, carol})
+
+	// Alice commits; before her commit in the log stands a proposal.
+	mine, err := alice.group.Commit(ctx, mlsx.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removal, err := mlsx.ProposeRemoval(serverKey, 0, g.ID(), mine.Epoch, carol.group.OwnLeaf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*party{alice, bob} {
+		if _, err := p.group.Process(ctx, removal); err != nil {
+			t.Fatalf("%s processing the proposal: %v", p.name, err)
+		}
+	}
+	// The server accepted alice's commit, which does not include it.
+	ev, err := alice.group.Confirm(ctx)
+	if err != nil {
+		t.Fatalf("confirming after the proposal: %v", err)
+	}
+	if ev.NewEpoch != mine.Epoch+1 {
+		t.Fatalf("alice at epoch %d, want %d", ev.NewEpoch, mine.Epoch+1)
+	}
+	if _, err := bob.group.Process(ctx, mine.Message); err != nil {
+		t.Fatal(err)
+	}
+	send(t, alice, []*party{alice, bob}, "still in step")
+}

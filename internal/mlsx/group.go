@@ -486,8 +486,17 @@ func (g *Group) processProposal(ctx context.Context, pm *framing.PublicMessage) 
 	if err := g.lg.ProcessPublicMessage(pm); err != nil {
 		return Event{}, errors.Join(translate("process", err), g.restore(ctx))
 	}
+	// A commit this device sent before the proposal arrived may still be
+	// accepted after it: keep its durable state across the new snapshot.
+	stored := g.stored
 	if err := g.saveSnapshot(ctx); err != nil {
 		return Event{}, err
+	}
+	if stored != nil {
+		if err := g.store.SavePending(ctx, g.id, stored.Commit, stored.State); err != nil {
+			return Event{}, fmt.Errorf("mlsx: keeping pending commit: %w", err)
+		}
+		g.stored = stored
 	}
 	return Event{Kind: EventProposal, Epoch: candor.Epoch(pm.Content.Epoch), Sender: senderOf(pm.Content.Sender)}, nil
 }
@@ -766,6 +775,11 @@ func (g *Group) Confirm(ctx context.Context) (Event, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.pending == nil {
+		// Processing another message since Commit set the in-memory commit
+		// aside; its durable state is still there.
+		if g.stored != nil {
+			return g.adoptStored(ctx)
+		}
 		return Event{}, fmt.Errorf("mlsx: no pending commit: %w", candor.ErrNotFound)
 	}
 	return g.confirm(ctx)
