@@ -1,0 +1,252 @@
+// Command candord is candor's delivery server. It wires configuration,
+// logging and signals to package internal/server, where the logic lives.
+//
+//	candord init   --data DIR --org NAME [--host NAMES]
+//	candord serve  --data DIR [--listen ADDR] [--insecure-loopback]
+//	candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
+//	candord revoke --data DIR DEVICE
+//
+// Logs are JSON on standard error. The server stops gracefully on SIGINT
+// and SIGTERM.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"candor"
+	"candor/api"
+	"candor/internal/server"
+	"candor/internal/store"
+	"candor/internal/store/sqlstore"
+)
+
+const usage = `usage:
+  candord init   --data DIR --org NAME [--host localhost,127.0.0.1]
+  candord serve  --data DIR [--listen :8443] [--insecure-loopback]
+  candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
+  candord revoke --data DIR DEVICE
+
+  init    make a new organisation in DIR: its CA, the server's TLS
+          certificate for the --host names, the MLS external sender's key
+          and certificate, and the database
+  serve   serve the API over TLS 1.3 (plain HTTP only with
+          --insecure-loopback, and only on a loopback address)
+  invite  print a one-time invitation code for USER to enrol a device
+  revoke  revoke DEVICE and propose its removal from each of its groups
+`
+
+// defaultPort is the port serve listens on and invitations name by default.
+const defaultPort = "8443"
+
+// errUsage reports a command line that does not parse; main exits with 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	stop()
+	switch {
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "candord:", err)
+		os.Exit(1)
+	}
+}
+
+func openSQL(ctx context.Context, path string) (store.Store, error) {
+	st, err := sqlstore.Open(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// run runs one subcommand. ready, when not nil, is told the address serve
+// listens on.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(net.Addr)) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	fs := flag.NewFlagSet("candord "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	data := fs.String("data", "", "the organisation's data folder (required)")
+	parse := func(nargs int) error {
+		if err := fs.Parse(args[1:]); err != nil {
+			return errUsage
+		}
+		if *data == "" || fs.NArg() != nargs {
+			fs.Usage()
+			return errUsage
+		}
+		return nil
+	}
+	switch args[0] {
+	case "init":
+		org := fs.String("org", "", "the organisation's name (required)")
+		hosts := fs.String("host", strings.Join(server.DefaultHosts, ","), "comma-separated DNS names and IP addresses of the server")
+		if err := parse(0); err != nil {
+			return err
+		}
+		if *org == "" {
+			fs.Usage()
+			return errUsage
+		}
+		if err := server.Init(ctx, *data, server.InitOptions{Org: *org, Hosts: splitList(*hosts), OpenStore: openSQL}); err != nil {
+			return err
+		}
+		logger.Info("organisation created", "data", *data, "org", *org)
+		return nil
+	case "serve":
+		listen := fs.String("listen", ":"+defaultPort, "the address to listen on")
+		insecure := fs.Bool("insecure-loopback", false, "serve plain HTTP; only on a loopback address, for tests and demos")
+		if err := parse(0); err != nil {
+			return err
+		}
+		return serve(ctx, logger, *data, *listen, *insecure, ready)
+	case "invite":
+		addr := fs.String("server", "", "host:port devices reach the server at (default: the first name of its certificate, port "+defaultPort+")")
+		expires := fs.Duration("expires", api.InvitationLifetime, "how long the invitation stays valid")
+		if err := parse(1); err != nil {
+			return err
+		}
+		return withServer(ctx, logger, *data, func(d *server.DataDir, srv *server.Server) error {
+			if *addr == "" && len(d.Hosts) > 0 {
+				*addr = net.JoinHostPort(d.Hosts[0], defaultPort)
+			}
+			code, err := srv.Invite(ctx, candor.UserID(fs.Arg(0)), *expires, *addr)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(stdout, api.EncodeInvitation(code))
+			return err
+		})
+	case "revoke":
+		if err := parse(1); err != nil {
+			return err
+		}
+		return withServer(ctx, logger, *data, func(_ *server.DataDir, srv *server.Server) error {
+			return srv.Revoke(ctx, candor.DeviceID(fs.Arg(0)))
+		})
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return errUsage
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, h := range strings.Split(s, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// withServer opens the data folder and runs f with a server over it.
+func withServer(ctx context.Context, logger *slog.Logger, dir string, f func(*server.DataDir, *server.Server) error) (err error) {
+	d, err := server.Open(ctx, dir, openSQL)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, d.Close()) }()
+	cfg := d.Config()
+	cfg.Logger = logger
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return f(d, srv)
+}
+
+// serve runs the server until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, logger *slog.Logger, dir, listen string, insecure bool, ready func(net.Addr)) error {
+	if insecure && !loopbackName(listen) {
+		return fmt.Errorf("--insecure-loopback serves plain HTTP only on a loopback address, not %q", listen)
+	}
+	return withServer(ctx, logger, dir, func(d *server.DataDir, srv *server.Server) error {
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return err
+		}
+		if tcp, ok := ln.Addr().(*net.TCPAddr); insecure && (!ok || !tcp.IP.IsLoopback()) {
+			ln.Close()
+			return fmt.Errorf("--insecure-loopback: %s is not a loopback address", ln.Addr())
+		}
+		hs := &http.Server{
+			Handler:           srv.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			// HTTP/1.1 only: the live stream is a WebSocket upgrade.
+			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		}
+		scheme := "https"
+		if insecure {
+			scheme = "http"
+			logger.Warn("serving plain HTTP on a loopback address: for tests and demos only; device requests need TLS client certificates and will be refused")
+		} else {
+			hs.TLSConfig = srv.TLSConfig(d.TLSCert)
+		}
+		errc := make(chan error, 1)
+		go func() {
+			if insecure {
+				errc <- hs.Serve(ln)
+			} else {
+				errc <- hs.ServeTLS(ln, "", "")
+			}
+		}()
+		logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme)
+		if ready != nil {
+			ready(ln.Addr())
+		}
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		logger.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			return err
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+}
+
+// loopbackName reports whether a listen address names a loopback host:
+// localhost or a loopback IP. An empty host (every interface) is not.
+func loopbackName(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
