@@ -49,10 +49,11 @@ type Message struct {
 // history, written in one transaction by [Store.Advance].
 type Progress struct {
 	Group   candor.GroupID
-	Seq     uint64   // the entry processed: the cursor moves here (never back)
-	Message *Message // a received message to add, or nil
-	Removed bool     // the entry removed this device from the group
-	Joined  bool     // the entry is the Welcome that (re-)added this device
+	Seq     uint64    // the entry processed: the cursor moves here (never back)
+	Time    time.Time // the server's time of the entry; corrects the time of this device's own message at Seq
+	Message *Message  // a received message to add, or nil
+	Removed bool      // the entry removed this device from the group
+	Joined  bool      // the entry is the Welcome that (re-)added this device
 }
 
 func millis(t time.Time) int64 { return t.UnixMilli() }
@@ -140,7 +141,8 @@ func scanConversation(row interface{ Scan(...any) error }) (Conversation, error)
 // Advance records that the entry p.Seq of a group's log was processed, with
 // what it left: the conversation's cursor moves to p.Seq (never back), a
 // received message is added, the device is marked removed or, for a
-// Welcome, a member again. A conversation not yet recorded is created. All
+// Welcome, a member again; the time of this device's own message at Seq
+// becomes the server's. A conversation not yet recorded is created. All
 // in one transaction, so an entry is recorded whole or not at all. A
 // message whose (group, seq) is already recorded is not added twice.
 func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
@@ -152,6 +154,13 @@ func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 				removed = CASE WHEN ? THEN 1 WHEN ? THEN 0 ELSE removed END`,
 			[]byte(p.Group), int64(p.Seq), p.Removed, millis(now), p.Removed, p.Joined); err != nil {
 			return err
+		}
+		if !p.Time.IsZero() && p.Message == nil {
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE messages SET time = ? WHERE group_id = ? AND seq = ? AND state = ?`,
+				millis(p.Time), []byte(p.Group), int64(p.Seq), string(StateSent)); err != nil {
+				return err
+			}
 		}
 		if m := p.Message; m != nil {
 			if _, err := tx.ExecContext(ctx, `
@@ -233,4 +242,13 @@ func (s *Store) Messages(ctx context.Context, group candor.GroupID) ([]Message, 
 		return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
 	}
 	return out, nil
+}
+
+// DeleteOutgoing takes a message that was never sent out of the history. A
+// message no longer in state sending is left alone.
+func (s *Store) DeleteOutgoing(ctx context.Context, id int64) error {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND state = ?`, id, string(StateSending)); err != nil {
+		return fmt.Errorf("devstore: deleting message %d: %w", id, err)
+	}
+	return nil
 }

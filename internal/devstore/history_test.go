@@ -1,0 +1,92 @@
+package devstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"candor"
+)
+
+func TestHistory(t *testing.T) {
+	t.Parallel()
+	s, path := openTemp(t)
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_800_000_000_000).UTC()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	must(s.AddConversation(ctx, Conversation{Group: "\x00\xffg", Name: "desk", Created: t0}))
+	if err := s.AddConversation(ctx, Conversation{Group: "\x00\xffg", Created: t0}); !errors.Is(err, candor.ErrConflict) {
+		t.Errorf("adding a conversation twice: %v, want ErrConflict", err)
+	}
+	if _, err := s.AddOutgoing(ctx, Message{Group: "nope", Time: t0}); !errors.Is(err, candor.ErrNotFound) {
+		t.Errorf("outgoing to an unknown conversation: %v, want ErrNotFound", err)
+	}
+	id, err := s.AddOutgoing(ctx, Message{Group: "\x00\xffg", SenderUser: "alice", SenderDevice: "d1", Time: t0, Text: "mine"})
+	must(err)
+	gone, err := s.AddOutgoing(ctx, Message{Group: "\x00\xffg", SenderUser: "alice", SenderDevice: "d1", Time: t0, Text: "never sent"})
+	must(err)
+	must(s.DeleteOutgoing(ctx, gone))
+	// Entry 1: someone else's message; entry 2: this device's, whose time
+	// the server's corrects; entry 1 again is not recorded twice.
+	recv := &Message{SenderUser: "bob", SenderDevice: "d2", Time: t0.Add(time.Second), Text: "theirs"}
+	must(s.Advance(ctx, Progress{Group: "\x00\xffg", Seq: 1, Message: recv}, t0))
+	must(s.MarkSent(ctx, id, 2, t0))
+	must(s.Advance(ctx, Progress{Group: "\x00\xffg", Seq: 2, Time: t0.Add(2 * time.Second)}, t0))
+	must(s.Advance(ctx, Progress{Group: "\x00\xffg", Seq: 1, Message: recv}, t0))
+	// A conversation first seen in a log entry, then left.
+	must(s.Advance(ctx, Progress{Group: "other", Seq: 7, Joined: true}, t0.Add(time.Minute)))
+	must(s.Advance(ctx, Progress{Group: "other", Seq: 9, Removed: true}, t0))
+	must(s.SetConversationName(ctx, "other", "renamed"))
+	if err := s.SetConversationName(ctx, "nope", "x"); !errors.Is(err, candor.ErrNotFound) {
+		t.Errorf("renaming an unknown conversation: %v, want ErrNotFound", err)
+	}
+	if _, err := s.Conversation(ctx, "nope"); !errors.Is(err, candor.ErrNotFound) {
+		t.Errorf("an unknown conversation: %v, want ErrNotFound", err)
+	}
+
+	check := func(s *Store) {
+		t.Helper()
+		convs, err := s.Conversations(ctx)
+		must(err)
+		want := []Conversation{
+			{Group: "\x00\xffg", Name: "desk", Cursor: 2, Created: t0},
+			{Group: "other", Name: "renamed", Cursor: 9, Removed: true, Created: t0.Add(time.Minute)},
+		}
+		if diff := cmp.Diff(want, convs); diff != "" {
+			t.Errorf("conversations (-want +got):\n%s", diff)
+		}
+		ms, err := s.Messages(ctx, "\x00\xffg")
+		must(err)
+		wantMs := []Message{
+			{ID: ms[0].ID, Group: "\x00\xffg", Seq: 1, SenderUser: "bob", SenderDevice: "d2", Time: t0.Add(time.Second), Text: "theirs", State: StateReceived},
+			{ID: id, Group: "\x00\xffg", Seq: 2, SenderUser: "alice", SenderDevice: "d1", Time: t0.Add(2 * time.Second), Text: "mine", State: StateSent},
+		}
+		if diff := cmp.Diff(wantMs, ms); diff != "" {
+			t.Errorf("messages (-want +got):\n%s", diff)
+		}
+	}
+	check(s)
+	// The cursor never moves back, and it all survives a reopening.
+	must(s.Advance(ctx, Progress{Group: "\x00\xffg", Seq: 1}, t0))
+	must(s.Close())
+	s2, err := Open(ctx, path)
+	must(err)
+	defer s2.Close()
+	check(s2)
+	// Joining again (re-added) clears removed.
+	must(s2.Advance(ctx, Progress{Group: "other", Seq: 12, Joined: true}, t0))
+	c, err := s2.Conversation(ctx, "other")
+	must(err)
+	if c.Removed || c.Cursor != 12 {
+		t.Errorf("after rejoining: %+v", c)
+	}
+}

@@ -1,0 +1,210 @@
+// Package testenv runs a real candor server and real clients in one
+// process, for end-to-end tests: the server's data folder made by
+// server.Init (CA, TLS and external-sender certificates, a SQLite store) in
+// a temporary folder, real TLS on 127.0.0.1 with a port the system picks,
+// and clients enrolled from real invitation codes into temporary profile
+// folders. Nothing is mocked between them.
+package testenv
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"candor"
+	"candor/api"
+	"candor/client"
+	"candor/internal/server"
+	"candor/internal/store"
+	"candor/internal/store/sqlstore"
+)
+
+// Env is one organisation's server, running.
+type Env struct {
+	// Dir is the server's data folder (certificates, keys, candor.db).
+	Dir string
+	// Addr is the server's address, 127.0.0.1:port.
+	Addr string
+	// Server is the running server.
+	Server *server.Server
+	// SenderCert is the server's external-sender certificate (DER).
+	SenderCert []byte
+	// Logger is given to the server and to the clients Enrol makes: it
+	// discards unless CANDOR_TEST_LOG is set, then writes to stderr.
+	Logger *slog.Logger
+
+	data *server.DataDir
+	ln   *trackingListener
+	hs   *http.Server
+}
+
+func openStore(ctx context.Context, path string) (store.Store, error) {
+	return sqlstore.Open(ctx, path)
+}
+
+// New starts a server for the test; it stops when the test ends.
+func New(t *testing.T) *Env {
+	t.Helper()
+	ctx := t.Context()
+	logger := slog.New(slog.DiscardHandler)
+	if os.Getenv("CANDOR_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	dir := filepath.Join(t.TempDir(), "candord")
+	if err := server.Init(ctx, dir, server.InitOptions{Org: "Example Bank", Hosts: []string{"127.0.0.1"}, OpenStore: openStore}); err != nil {
+		t.Fatalf("testenv: init: %v", err)
+	}
+	data, err := server.Open(ctx, dir, openStore)
+	if err != nil {
+		t.Fatalf("testenv: open: %v", err)
+	}
+	cfg := data.Config()
+	cfg.Logger = logger.With("side", "server")
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("testenv: server: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: listen: %v", err)
+	}
+	ln := &trackingListener{Listener: l, conns: map[net.Conn]bool{}}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		TLSConfig:         srv.TLSConfig(data.TLSCert),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.New(io.Discard, "", 0), // handshakes clients refuse, on purpose
+	}
+	e := &Env{
+		Dir:        dir,
+		Addr:       l.Addr().String(),
+		Server:     srv,
+		SenderCert: data.SenderCert,
+		Logger:     logger,
+		data:       data,
+		ln:         ln,
+		hs:         hs,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("testenv: serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		// t.Context is done by now, which ends the live streams.
+		_ = hs.Close()
+		ln.dropAll()
+		<-done
+		if err := data.Close(); err != nil {
+			t.Errorf("testenv: closing the store: %v", err)
+		}
+	})
+	return e
+}
+
+// Invite makes an invitation code for user, valid for an hour.
+func (e *Env) Invite(t *testing.T, user candor.UserID) string {
+	t.Helper()
+	code, err := e.Server.Invite(t.Context(), user, time.Hour, e.Addr)
+	if err != nil {
+		t.Fatalf("testenv: invite %s: %v", user, err)
+	}
+	return api.EncodeInvitation(code)
+}
+
+// ClientConfig is the client configuration Enrol uses: the Env's logger
+// and short reconnection delays.
+func (e *Env) ClientConfig(user candor.UserID, name string) client.Config {
+	return client.Config{
+		Logger:       e.Logger.With("side", string(user)+"/"+name),
+		MinBackoff:   20 * time.Millisecond,
+		MaxBackoff:   500 * time.Millisecond,
+		PingInterval: 5 * time.Second,
+	}
+}
+
+// Enrol invites user and enrols a device named name into a new profile
+// folder; the client is closed when the test ends.
+func (e *Env) Enrol(t *testing.T, user candor.UserID, name string) *client.Client {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), string(user)+"-"+name)
+	c, err := client.EnrolWith(t.Context(), home, e.Invite(t, user), name, e.ClientConfig(user, name))
+	if err != nil {
+		t.Fatalf("testenv: enrolling %s/%s: %v", user, name, err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("testenv: closing %s/%s: %v", user, name, err)
+		}
+	})
+	return c
+}
+
+// Revoke revokes a device, as `candord revoke` does: its requests are
+// refused from now on, and the server proposes its removal from each of
+// its groups.
+func (e *Env) Revoke(t *testing.T, device candor.DeviceID) {
+	t.Helper()
+	if err := e.Server.Revoke(t.Context(), device); err != nil {
+		t.Fatalf("testenv: revoking %s: %v", device, err)
+	}
+}
+
+// DropConnections closes every connection the server holds, live streams
+// included, as a network failure would; the server keeps listening.
+func (e *Env) DropConnections() { e.ln.dropAll() }
+
+// trackingListener remembers its connections so that they can be dropped.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.mu.Lock()
+	l.conns[tc] = true
+	l.mu.Unlock()
+	return tc, nil
+}
+
+func (l *trackingListener) dropAll() {
+	l.mu.Lock()
+	conns := l.conns
+	l.conns = map[net.Conn]bool{}
+	l.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l    *trackingListener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
