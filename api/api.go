@@ -65,6 +65,10 @@ type EnrolResponse struct {
 	Device      string `json:"device"`      // the device id the server assigned
 	Certificate []byte `json:"certificate"` // DER, issued by the CA
 	CA          []byte `json:"ca"`          // DER of the CA certificate
+	// ExternalSender is the DER certificate, issued by the CA, of the key
+	// the server signs its proposals with. Devices name it at index 0 of
+	// every group's external_senders extension (RFC 9420 §12.1.8.1).
+	ExternalSender []byte `json:"external_sender"`
 }
 
 // Me answers who the calling device is.

@@ -291,31 +291,7 @@ func (c *Client) forgetGroup(gid candor.GroupID) {
 // externalSenders are the parties outside a group allowed to propose
 // changes to it: the server, which proposes the removal of revoked devices
 // (RFC 9420 §12.1.8.1), at index 0 of every group's external_senders. Its
-// certificate, issued by the CA, is read from the profile (fileSender).
-//
-// The protocol does not carry that certificate yet: until it does, a profile has no fileSender and
-// groups are created without external senders. Members then cannot
-// process the server's removal proposals; a commit the server refuses for
-// keeping a revoked device is retried with the revoked devices removed
-// (commitLocked), which reaches the same member list.
-func (c *Client) externalSenders(_ context.Context) ([]mlsx.ExternalSender, error) {
-	der, err := readPEM(filepath.Join(c.home, fileSender), "CERTIFICATE")
-	if errors.Is(err, ErrNotEnrolled) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", fileSender, candor.ErrInvalid, err)
-	}
-	if err := cert.CheckSignatureFrom(c.id.ca); err != nil {
-		return nil, fmt.Errorf("%s is not from the organisation's CA: %w", fileSender, candor.ErrInvalid)
-	}
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%s: key is not ECDSA: %w", fileSender, candor.ErrInvalid)
-	}
-	return []mlsx.ExternalSender{{Key: pub, Chain: [][]byte{cert.Raw}}}, nil
+// certificate comes with enrolment and was checked against the CA.
+func (c *Client) externalSenders() []mlsx.ExternalSender {
+	return []mlsx.ExternalSender{{Key: c.id.sender.PublicKey.(*ecdsa.PublicKey), Chain: [][]byte{c.id.sender.Raw}}}
 }

@@ -117,11 +117,22 @@ func checkEnrolment(inv api.InvitationCode, key *ecdsa.PrivateKey, resp api.Enro
 	if err != nil || d.User != candor.UserID(resp.User) || d.Device != candor.DeviceID(resp.Device) {
 		return nil, bad("names another device than its certificate", err)
 	}
+	sender, err := x509.ParseCertificate(resp.ExternalSender)
+	if err != nil {
+		return nil, bad("holds an external-sender certificate that does not parse", err)
+	}
+	if err := sender.CheckSignatureFrom(ca); err != nil {
+		return nil, bad("holds an external-sender certificate the CA did not issue", err)
+	}
+	if _, ok := sender.PublicKey.(*ecdsa.PublicKey); !ok {
+		return nil, bad("holds an external-sender certificate without an ECDSA key", nil)
+	}
 	return &identity{
 		profile: profile{Server: inv.Server, User: d.User, Device: d.Device},
 		key:     key,
 		cert:    cert,
 		ca:      ca,
+		sender:  sender,
 	}, nil
 }
 

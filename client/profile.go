@@ -23,7 +23,7 @@ const (
 	fileCA          = "ca.pem"       // the organisation's CA certificate, PEM
 	fileProfile     = "profile.json" // server address, user, device id; written last
 	fileDatabase    = "device.db"    // MLS state and history (internal/devstore)
-	fileSender      = "sender.pem"   // the server's external-sender certificate, when known
+	fileSender      = "sender.pem"   // the server's external-sender certificate
 )
 
 // profile is what profile.json holds.
@@ -37,9 +37,10 @@ type profile struct {
 // identity is a profile read from its folder.
 type identity struct {
 	profile
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-	ca   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	cert   *x509.Certificate
+	ca     *x509.Certificate
+	sender *x509.Certificate // the server's external-sender certificate
 }
 
 // enrolled reports whether home holds a profile.
@@ -81,6 +82,15 @@ func loadIdentity(home string) (*identity, error) {
 	if id.ca, err = readCertificate(filepath.Join(home, fileCA)); err != nil {
 		return nil, err
 	}
+	if id.sender, err = readCertificate(filepath.Join(home, fileSender)); err != nil {
+		return nil, err
+	}
+	if err := id.sender.CheckSignatureFrom(id.ca); err != nil {
+		return nil, fmt.Errorf("%s is not from the organisation's CA: %w", fileSender, candor.ErrInvalid)
+	}
+	if _, ok := id.sender.PublicKey.(*ecdsa.PublicKey); !ok {
+		return nil, fmt.Errorf("%s: key is not ECDSA: %w", fileSender, candor.ErrInvalid)
+	}
 	if pub, ok := id.cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&id.key.PublicKey) {
 		return nil, fmt.Errorf("device certificate does not certify the device key: %w", candor.ErrInvalid)
 	}
@@ -111,6 +121,7 @@ func (id *identity) save(home string) error {
 		{fileKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
 		{fileCertificate, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.cert.Raw})},
 		{fileCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.ca.Raw})},
+		{fileSender, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.sender.Raw})},
 		{fileProfile, append(prof, '\n')},
 	}
 	for _, f := range files {

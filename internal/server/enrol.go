@@ -171,6 +171,7 @@ func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) error {
 		slog.String(keyInvite, inv.ID), slog.String(keyUser, string(inv.User)), slog.String(keyDevice, string(id)))
 	writeJSON(w, http.StatusCreated, api.EnrolResponse{
 		User: string(inv.User), Device: string(id), Certificate: cert, CA: s.ca.Certificate().Raw,
+		ExternalSender: s.senderCert,
 	})
 	return nil
 }
