@@ -13,13 +13,17 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"time"
 
 	"candor"
 )
 
-// DeviceCertLifetime is how long a device certificate is valid.
-const DeviceCertLifetime = 365 * 24 * time.Hour
+// Lifetimes of the certificates the CA issues.
+const (
+	CALifetime         = 10 * 365 * 24 * time.Hour
+	DeviceCertLifetime = 365 * 24 * time.Hour
+)
 
 // CA is an organisation's device certificate authority.
 type CA struct {
@@ -27,7 +31,7 @@ type CA struct {
 	cert *x509.Certificate
 }
 
-// NewCA makes a new CA for the organisation org, valid for ten years from now.
+// NewCA makes a new CA for the organisation org, valid for CALifetime.
 func NewCA(org string, now time.Time) (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -41,7 +45,7 @@ func NewCA(org string, now time.Time) (*CA, error) {
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{org}, CommonName: org + " device CA"},
 		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		NotAfter:              now.Add(CALifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		MaxPathLenZero:        true,
@@ -58,11 +62,34 @@ func NewCA(org string, now time.Time) (*CA, error) {
 	return &CA{key: key, cert: cert}, nil
 }
 
+// Load returns the CA stored as its certificate (DER) and private key.
+func Load(certDER []byte, key *ecdsa.PrivateKey) (*CA, error) {
+	cert, err := x509.ParseCertificate(certDER)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA certificate: %w: %v", candor.ErrInvalid, err)
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !cert.IsCA || key == nil || !ok || !pub.Equal(&key.PublicKey) {
+		return nil, fmt.Errorf("pki: not a CA certificate for this key: %w", candor.ErrInvalid)
+	}
+	return &CA{key: key, cert: cert}, nil
+}
+
 // Certificate returns the CA's own certificate.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
-// Issue certifies pub as device of user.
+// PrivateKey returns the CA's signing key, for storing it.
+func (ca *CA) PrivateKey() *ecdsa.PrivateKey { return ca.key }
+
+// Issue certifies pub as device of user for DeviceCertLifetime.
 func (ca *CA) Issue(user candor.UserID, device candor.DeviceID, pub *ecdsa.PublicKey, now time.Time) ([]byte, error) {
+	return ca.IssueUntil(user, device, pub, now, now.Add(DeviceCertLifetime))
+}
+
+// IssueUntil certifies pub as device of user, valid until notAfter. The
+// server's external-sender key is certified this way too, as device
+// "external-sender" of user "candord".
+func (ca *CA) IssueUntil(user candor.UserID, device candor.DeviceID, pub *ecdsa.PublicKey, now, notAfter time.Time) ([]byte, error) {
 	if user == "" || device == "" {
 		return nil, fmt.Errorf("pki: user and device must be named: %w", candor.ErrInvalid)
 	}
@@ -77,9 +104,40 @@ func (ca *CA) Issue(user candor.UserID, device candor.DeviceID, pub *ecdsa.Publi
 		SerialNumber: serial,
 		Subject:      pkix.Name{Organization: ca.cert.Subject.Organization, CommonName: string(user), OrganizationalUnit: []string{string(device)}},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(DeviceCertLifetime),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+}
+
+// IssueServer certifies pub as the TLS server for hosts (DNS names or IP
+// addresses), valid until notAfter.
+func (ca *CA) IssueServer(hosts []string, pub *ecdsa.PublicKey, now, notAfter time.Time) ([]byte, error) {
+	if len(hosts) == 0 || hosts[0] == "" {
+		return nil, fmt.Errorf("pki: a server certificate needs a host name: %w", candor.ErrInvalid)
+	}
+	if pub == nil || pub.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("pki: server key must be ECDSA P-256: %w", candor.ErrInvalid)
+	}
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{Organization: ca.cert.Subject.Organization, CommonName: hosts[0]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	return x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"testing"
 	"time"
@@ -88,5 +89,42 @@ func TestIssueRefusesBadRequests(t *testing.T) {
 		if _, err := ca.Issue(candor.UserID(tc.user), candor.DeviceID(tc.device), tc.key, now); !errors.Is(err, candor.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", tc.name, err)
 		}
+	}
+}
+
+func TestLoadAndServerCertificates(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	ca, err := NewCA("Example Bank", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(ca.Certificate().Raw, ca.PrivateKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := Load(ca.Certificate().Raw, other); !errors.Is(err, candor.ErrInvalid) {
+		t.Fatalf("Load with another key: %v, want ErrInvalid", err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := loaded.IssueServer([]string{"chat.example", "127.0.0.1"}, &key.PublicKey, now, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Certificate())
+	for _, host := range []string{"chat.example", "127.0.0.1"} {
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: host, CurrentTime: now}); err != nil {
+			t.Errorf("server certificate for %s: %v", host, err)
+		}
+	}
+	// A server certificate is no device certificate.
+	if _, err := ca.Verify(der, now); !errors.Is(err, candor.ErrPermission) {
+		t.Errorf("server certificate accepted as a device: %v", err)
 	}
 }

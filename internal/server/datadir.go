@@ -7,13 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -42,9 +39,8 @@ const (
 
 // Validity periods of what Init makes.
 const (
-	caLifetime     = 10 * 365 * 24 * time.Hour
 	serverLifetime = 2 * 365 * 24 * time.Hour
-	senderLifetime = caLifetime
+	senderLifetime = pki.CALifetime
 )
 
 // DefaultHosts are the names the server certificate is for when Init is
@@ -128,29 +124,29 @@ func Init(ctx context.Context, dir string, opts InitOptions) (err error) {
 	}
 
 	t := now()
-	ca, err := newOrgCA(opts.Org, t)
+	ca, err := pki.NewCA(opts.Org, t)
 	if err != nil {
-		return err
+		return fmt.Errorf("server: making the CA: %w", err)
 	}
 	serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	serverCert, err := ca.issueServer(hosts, &serverKey.PublicKey, t)
+	serverCert, err := ca.IssueServer(hosts, &serverKey.PublicKey, t, t.Add(serverLifetime))
 	if err != nil {
-		return err
+		return fmt.Errorf("server: issuing the server certificate: %w", err)
 	}
 	senderKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	senderCert, err := ca.issue(senderUser, senderDevice, &senderKey.PublicKey, t, senderLifetime)
+	senderCert, err := ca.IssueUntil(senderUser, senderDevice, &senderKey.PublicKey, t, t.Add(senderLifetime))
 	if err != nil {
-		return err
+		return fmt.Errorf("server: issuing the external-sender certificate: %w", err)
 	}
 	for _, step := range []func() error{
-		func() error { return writeKey(FileCAKey, ca.key) },
-		func() error { return write(FileCACert, "CERTIFICATE", ca.cert.Raw, 0o644) },
+		func() error { return writeKey(FileCAKey, ca.PrivateKey()) },
+		func() error { return write(FileCACert, "CERTIFICATE", ca.Certificate().Raw, 0o644) },
 		func() error { return writeKey(FileServerKey, serverKey) },
 		func() error { return write(FileServerCert, "CERTIFICATE", serverCert, 0o644) },
 		func() error { return writeKey(FileSenderKey, senderKey) },
@@ -195,10 +191,10 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 	if err != nil {
 		return nil, err
 	}
-	if pub, ok := caCert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&caKey.PublicKey) {
-		return nil, fmt.Errorf("server: %s does not match %s: %w", FileCAKey, FileCACert, candor.ErrInvalid)
+	ca, err := pki.Load(caCert.Raw, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("server: %s and %s: %w", FileCACert, FileCAKey, err)
 	}
-	ca := &orgCA{key: caKey, cert: caCert}
 	serverCert, err := readCert(dir, FileServerCert)
 	if err != nil {
 		return nil, err
@@ -298,109 +294,4 @@ func readKey(dir, name string) (*ecdsa.PrivateKey, error) {
 		return nil, fmt.Errorf("server: %s: not an ECDSA P-256 key: %w", name, candor.ErrInvalid)
 	}
 	return ek, nil
-}
-
-// orgCA is the organisation's CA loaded from a data folder. It issues
-// device certificates with exactly the profile of pki.CA.Issue (pki cannot
-// yet load a stored CA or issue a TLS server certificate; when it can,
-// orgCA gives way to it).
-type orgCA struct {
-	key  *ecdsa.PrivateKey
-	cert *x509.Certificate
-}
-
-// newOrgCA makes a CA with pki.NewCA's profile.
-func newOrgCA(org string, now time.Time) (*orgCA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{org}, CommonName: org + " device CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(caLifetime),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("server: making the CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("server: making the CA: %w", err)
-	}
-	return &orgCA{key: key, cert: cert}, nil
-}
-
-func (c *orgCA) Certificate() *x509.Certificate { return c.cert }
-
-// Issue certifies pub as device of user, like pki.CA.Issue.
-func (c *orgCA) Issue(user candor.UserID, device candor.DeviceID, pub *ecdsa.PublicKey, now time.Time) ([]byte, error) {
-	return c.issue(user, device, pub, now, pki.DeviceCertLifetime)
-}
-
-func (c *orgCA) issue(user candor.UserID, device candor.DeviceID, pub *ecdsa.PublicKey, now time.Time, lifetime time.Duration) ([]byte, error) {
-	if user == "" || device == "" {
-		return nil, fmt.Errorf("server: user and device must be named: %w", candor.ErrInvalid)
-	}
-	if pub == nil || pub.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("server: device key must be ECDSA P-256: %w", candor.ErrInvalid)
-	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{Organization: c.cert.Subject.Organization, CommonName: string(user), OrganizationalUnit: []string{string(device)}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(lifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
-}
-
-// issueServer certifies pub as the TLS server for hosts.
-func (c *orgCA) issueServer(hosts []string, pub *ecdsa.PublicKey, now time.Time) ([]byte, error) {
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{Organization: c.cert.Subject.Organization, CommonName: hosts[0]},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(serverLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, pub, c.key)
-	if err != nil {
-		return nil, fmt.Errorf("server: issuing the server certificate: %w", err)
-	}
-	return der, nil
-}
-
-func serialNumber() (*big.Int, error) {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	return n, nil
 }
