@@ -2,7 +2,7 @@
 // logging and signals to package internal/server, where the logic lives.
 //
 //	candord init   --data DIR --org NAME [--host NAMES]
-//	candord serve  --data DIR [--listen ADDR] [--insecure-loopback]
+//	candord serve  --data DIR [--listen ADDR]
 //	candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
 //	candord revoke --data DIR DEVICE
 //
@@ -35,15 +35,14 @@ import (
 
 const usage = `usage:
   candord init   --data DIR --org NAME [--host localhost,127.0.0.1]
-  candord serve  --data DIR [--listen :8443] [--insecure-loopback]
+  candord serve  --data DIR [--listen :8443]
   candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
   candord revoke --data DIR DEVICE
 
   init    make a new organisation in DIR: its CA, the server's TLS
           certificate for the --host names, the MLS external sender's key
           and certificate, and the database
-  serve   serve the API over TLS 1.3 (plain HTTP only with
-          --insecure-loopback, and only on a loopback address)
+  serve   serve the API over TLS 1.3 with device certificates
   invite  print a one-time invitation code for USER to enrol a device
   revoke  revoke DEVICE and propose its removal from each of its groups
 `
@@ -115,11 +114,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return nil
 	case "serve":
 		listen := fs.String("listen", ":"+defaultPort, "the address to listen on")
-		insecure := fs.Bool("insecure-loopback", false, "serve plain HTTP; only on a loopback address, for tests and demos")
 		if err := parse(0); err != nil {
 			return err
 		}
-		return serve(ctx, logger, *data, *listen, *insecure, ready)
+		return serve(ctx, logger, *data, *listen, ready)
 	case "invite":
 		addr := fs.String("server", "", "host:port devices reach the server at (default: the first name of its certificate, port "+defaultPort+")")
 		expires := fs.Duration("expires", api.InvitationLifetime, "how long the invitation stays valid")
@@ -178,19 +176,14 @@ func withServer(ctx context.Context, logger *slog.Logger, dir string, f func(*se
 	return f(d, srv)
 }
 
-// serve runs the server until ctx ends, then shuts it down gracefully.
-func serve(ctx context.Context, logger *slog.Logger, dir, listen string, insecure bool, ready func(net.Addr)) error {
-	if insecure && !loopbackName(listen) {
-		return fmt.Errorf("--insecure-loopback serves plain HTTP only on a loopback address, not %q", listen)
-	}
+// serve runs the server until ctx ends, then shuts it down gracefully. It
+// serves TLS only: every request but enrolment is bound to a device
+// certificate, which plain HTTP cannot carry.
+func serve(ctx context.Context, logger *slog.Logger, dir, listen string, ready func(net.Addr)) error {
 	return withServer(ctx, logger, dir, func(d *server.DataDir, srv *server.Server) error {
 		ln, err := net.Listen("tcp", listen)
 		if err != nil {
 			return err
-		}
-		if tcp, ok := ln.Addr().(*net.TCPAddr); insecure && (!ok || !tcp.IP.IsLoopback()) {
-			ln.Close()
-			return fmt.Errorf("--insecure-loopback: %s is not a loopback address", ln.Addr())
 		}
 		hs := &http.Server{
 			Handler:           srv.Handler(),
@@ -199,23 +192,11 @@ func serve(ctx context.Context, logger *slog.Logger, dir, listen string, insecur
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 			// HTTP/1.1 only: the live stream is a WebSocket upgrade.
 			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		}
-		scheme := "https"
-		if insecure {
-			scheme = "http"
-			logger.Warn("serving plain HTTP on a loopback address: for tests and demos only; device requests need TLS client certificates and will be refused")
-		} else {
-			hs.TLSConfig = srv.TLSConfig(d.TLSCert)
+			TLSConfig:    srv.TLSConfig(d.TLSCert),
 		}
 		errc := make(chan error, 1)
-		go func() {
-			if insecure {
-				errc <- hs.Serve(ln)
-			} else {
-				errc <- hs.ServeTLS(ln, "", "")
-			}
-		}()
-		logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme)
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+		logger.Info("listening", "addr", ln.Addr().String())
 		if ready != nil {
 			ready(ln.Addr())
 		}
@@ -235,18 +216,4 @@ func serve(ctx context.Context, logger *slog.Logger, dir, listen string, insecur
 		}
 		return nil
 	})
-}
-
-// loopbackName reports whether a listen address names a loopback host:
-// localhost or a loopback IP. An empty host (every interface) is not.
-func loopbackName(listen string) bool {
-	host, _, err := net.SplitHostPort(listen)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

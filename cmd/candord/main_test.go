@@ -73,20 +73,6 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-func TestServeRefusesPlainHTTPOffLoopback(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	if _, err := candord(t, "init", "--data", dir, "--org", "Example Bank"); err != nil {
-		t.Fatal(err)
-	}
-	for _, addr := range []string{":0", "0.0.0.0:0", "192.0.2.1:0", "example.com:80"} {
-		_, err := candord(t, "serve", "--data", dir, "--listen", addr, "--insecure-loopback")
-		if err == nil || !strings.Contains(err.Error(), "loopback") {
-			t.Errorf("serve --insecure-loopback --listen %s: %v", addr, err)
-		}
-	}
-}
-
 // TestServe runs the server, enrols a device with an invitation code the
 // way a client in any language would (verifying the server against the
 // CA fingerprint the code carries), and stops the server.
