@@ -36,7 +36,7 @@
 // A Store is safe for concurrent use. Writes go through a single connection,
 // so they are serialised in the process; reads use a small pool of read-only
 // connections and see the last committed state (WAL readers do not block the
-// writer). Other processes opening the same file wait up to busyTimeout for
+// writer). Other processes opening the same file wait up to sqldb.BusyTimeout for
 // the write lock.
 package devstore
 
@@ -46,31 +46,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"candor"
 	"candor/internal/mlsx"
-)
-
-// busyTimeout is how long, in milliseconds, a connection waits for a lock
-// another connection or process holds before it reports SQLITE_BUSY.
-const busyTimeout = 5000
-
-// readers is the size of the read-only connection pool.
-const readers = 4
-
-// Synchronous modes (PRAGMA synchronous); see the package comment.
-const (
-	syncNormal = "NORMAL"
-	syncFull   = "FULL"
+	"candor/internal/sqldb"
 )
 
 // Store is a device's MLS state in a SQLite file. See the package comment
@@ -86,97 +65,18 @@ var _ mlsx.Store = (*Store)(nil)
 // if need be, and brings its schema up to date. The directory must exist.
 // Close the Store when done.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return open(ctx, path, syncNormal)
+	return open(ctx, path, sqldb.Normal)
 }
 
-func open(ctx context.Context, path, synchronous string) (*Store, error) {
-	if path == "" || strings.ContainsRune(path, 0) {
-		return nil, fmt.Errorf("devstore: path %q: %w", path, candor.ErrInvalid)
-	}
-	// Create the file before SQLite does, so it is never readable by others.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+func open(ctx context.Context, path string, sync sqldb.Sync) (*Store, error) {
+	db, err := sqldb.OpenSQLite(ctx, path, sync)
 	if err != nil {
 		return nil, fmt.Errorf("devstore: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("devstore: %w", err)
+	if err := sqldb.Migrate(ctx, db.W, migrationFiles, "migrations", nil); err != nil {
+		return nil, errors.Join(fmt.Errorf("devstore: %s: %w", path, err), db.Close())
 	}
-
-	// _txlock=immediate makes every transaction of the writer take the
-	// write lock at BEGIN, so two processes never both read under a
-	// deferred lock and then fail to upgrade it. journal_mode=WAL is a
-	// property of the file, set once here; synchronous and foreign_keys
-	// belong to each connection, and the writer is the one that needs them.
-	w, err := sql.Open("sqlite", dsn(path, url.Values{
-		"_txlock":       {"immediate"},
-		"_busy_timeout": {strconv.Itoa(busyTimeout)},
-		"_journal_mode": {"WAL"},
-		"_synchronous":  {synchronous},
-		"_foreign_keys": {"1"},
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("devstore: %w", err)
-	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	if err := checkWriter(ctx, w, synchronous); err != nil {
-		return nil, errors.Join(fmt.Errorf("devstore: opening %s: %w", path, err), w.Close())
-	}
-	if err := migrate(ctx, w); err != nil {
-		return nil, errors.Join(fmt.Errorf("devstore: %s: %w", path, err), w.Close())
-	}
-
-	r, err := sql.Open("sqlite", dsn(path, url.Values{
-		"_busy_timeout": {strconv.Itoa(busyTimeout)},
-		"_query_only":   {"1"},
-	}))
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("devstore: %w", err), w.Close())
-	}
-	r.SetMaxOpenConns(readers)
-	r.SetMaxIdleConns(readers)
-	if err := r.PingContext(ctx); err != nil {
-		return nil, errors.Join(fmt.Errorf("devstore: opening %s: %w", path, err), r.Close(), w.Close())
-	}
-	return &Store{w: w, r: r}, nil
-}
-
-// dsn makes a SQLite URI filename for path: escaped, so a path holding '?',
-// '#' or '%' names the file it says. SQLite ignores the driver's
-// underscore parameters; the driver reads them.
-func dsn(path string, params url.Values) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	u := url.URL{Path: filepath.ToSlash(path)}
-	return "file:" + u.EscapedPath() + "?" + params.Encode()
-}
-
-// checkWriter opens the writer's connection and checks that the settings
-// the durability argument rests on took effect: a file system without
-// shared memory, for one, silently keeps the rollback journal.
-func checkWriter(ctx context.Context, w *sql.DB, synchronous string) error {
-	var mode string
-	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal_mode is %q, not WAL", mode)
-	}
-	var fk, sync int
-	if err := w.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
-		return err
-	}
-	if err := w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
-		return err
-	}
-	want := map[string]int{syncNormal: 1, syncFull: 2}[synchronous]
-	if fk != 1 || sync != want {
-		return fmt.Errorf("foreign_keys=%d synchronous=%d, want 1 and %d", fk, sync, want)
-	}
-	return nil
+	return &Store{w: db.W, r: db.R}, nil
 }
 
 // Close closes the database. The Store must not be used afterwards.
@@ -186,82 +86,6 @@ func (s *Store) Close() error {
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// migration is one file of migrations/, named NNNN_what.sql; its version is
-// NNNN.
-type migration struct {
-	version int
-	name    string
-}
-
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	var out []migration
-	for i, name := range names {
-		base := filepath.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v != i+1 {
-			return nil, fmt.Errorf("migration %s: want version %d", base, i+1)
-		}
-		out = append(out, migration{version: v, name: name})
-	}
-	return out, nil
-}
-
-// migrate brings the schema up to date: it applies, in order and in one
-// transaction, every migration newer than the database's schema_version.
-// Migrations only go forward; a database newer than this program is refused.
-func migrate(ctx context.Context, w *sql.DB) (err error) {
-	ms, err := migrations()
-	if err != nil {
-		return err
-	}
-	tx, err := w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, tx.Rollback())
-		}
-	}()
-	// schema_version lists the migrations applied, one row each. It is the
-	// one table created outside migrations/, because it says which of them
-	// to run.
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
-		version INTEGER NOT NULL PRIMARY KEY
-	) STRICT`); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	var current int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	if current > len(ms) {
-		return fmt.Errorf("schema version %d is newer than this program's %d: %w", current, len(ms), candor.ErrInvalid)
-	}
-	for _, m := range ms[current:] {
-		body, err := migrationFiles.ReadFile(m.name)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, m.version); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	return nil
-}
 
 // blob returns b, or an empty slice for nil: the driver binds a nil slice
 // as NULL.

@@ -3,9 +3,9 @@ package devstore
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +19,7 @@ import (
 	"candor"
 	"candor/internal/mlsx"
 	"candor/internal/mlsx/mlsxtest"
+	"candor/internal/sqldb"
 )
 
 func openTemp(t testing.TB) (*Store, string) {
@@ -127,7 +128,7 @@ func TestReopen(t *testing.T) {
 			versions = append(versions, v)
 		}
 		rows.Close()
-		ms, _ := migrations()
+		ms, _ := fs.Glob(migrationFiles, "migrations/*.sql")
 		if len(versions) != len(ms) || versions[len(versions)-1] != len(ms) {
 			t.Errorf("schema_version holds %v, want 1 to %d", versions, len(ms))
 		}
@@ -180,84 +181,13 @@ func TestSurvivesProcessCrash(t *testing.T) {
 	check(t, s, filled())
 }
 
-func TestPragmas(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s, _ := openTemp(t)
-	for _, tc := range []struct {
-		name string
-		db   *sql.DB
-		want map[string]string
-	}{
-		{"writer", s.w, map[string]string{"journal_mode": "wal", "synchronous": "1", "foreign_keys": "1", "busy_timeout": "5000"}},
-		{"reader", s.r, map[string]string{"journal_mode": "wal", "query_only": "1", "busy_timeout": "5000"}},
-	} {
-		for pragma, want := range tc.want {
-			var got string
-			if err := tc.db.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
-				t.Fatal(err)
-			}
-			if got != want {
-				t.Errorf("%s: PRAGMA %s = %s, want %s", tc.name, pragma, got, want)
-			}
-		}
-	}
-	// Readers cannot write.
-	if _, err := s.r.ExecContext(ctx, `DELETE FROM groups`); err == nil {
-		t.Errorf("a reader connection could write")
-	}
-}
-
-func TestNewerSchemaRefused(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	s, path := openTemp(t)
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (999)`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Open(ctx, path); !errors.Is(err, candor.ErrInvalid) {
-		t.Fatalf("opening a database of a newer schema: %v, want ErrInvalid", err)
-	}
-}
-
-func TestOddPaths(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	dir := t.TempDir()
-	for _, name := range []string{"with space.db", "query?x=1.db", "hash#frag.db", "percent%20.db"} {
-		path := filepath.Join(dir, name)
-		s, err := Open(ctx, path)
-		if err != nil {
-			t.Fatalf("%q: %v", name, err)
-		}
-		if err := s.SaveKeyPackage(ctx, []byte("r"), []byte(name)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(path); err != nil {
-			t.Fatalf("%q: the database is not where it was asked to be: %v", name, err)
-		}
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if !bytes.HasSuffix([]byte(e.Name()), []byte(".db")) {
-			t.Errorf("stray file %q", e.Name())
-		}
-	}
-	if _, err := Open(ctx, ""); !errors.Is(err, candor.ErrInvalid) {
-		t.Errorf("empty path: %v, want ErrInvalid", err)
-	}
-}
-
 // BenchmarkSaveRatchet is the write on every message sent or received, in
 // both synchronous modes: NORMAL (what Open uses; durable across process
 // crashes) and FULL (an fsync per commit; durable across power loss too),
 // and FULL with fdatasync(2) in place of fsync(2) (a process-wide switch of
 // the driver, see sqlite.Fdatasync).
 func BenchmarkSaveRatchet(b *testing.B) {
-	for _, mode := range []string{syncNormal, syncFull, syncFull + ",fdatasync"} {
+	for _, mode := range []string{string(sqldb.Normal), string(sqldb.Full), string(sqldb.Full) + ",fdatasync"} {
 		b.Run("synchronous="+mode, func(b *testing.B) {
 			mode, datasync := strings.CutSuffix(mode, ",fdatasync")
 			if datasync {
@@ -268,7 +198,7 @@ func BenchmarkSaveRatchet(b *testing.B) {
 				defer sqlite.Fdatasync(prev)
 			}
 			ctx := context.Background()
-			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), mode)
+			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -292,12 +222,12 @@ func BenchmarkSaveRatchet(b *testing.B) {
 // when this device commits, SaveGroup when the commit is confirmed or
 // another member's is processed.
 func BenchmarkSnapshot(b *testing.B) {
-	for _, mode := range []string{syncNormal, syncFull} {
+	for _, mode := range []sqldb.Sync{sqldb.Normal, sqldb.Full} {
 		ctx := context.Background()
 		state := bytes.Repeat([]byte{0x5a}, 2_800_000)
 		commit := bytes.Repeat([]byte{0xa5}, 120_000)
-		b.Run("op=SaveGroup/synchronous="+mode, func(b *testing.B) {
-			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), mode)
+		b.Run("op=SaveGroup/synchronous="+string(mode), func(b *testing.B) {
+			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -308,8 +238,8 @@ func BenchmarkSnapshot(b *testing.B) {
 				}
 			}
 		})
-		b.Run("op=SavePending/synchronous="+mode, func(b *testing.B) {
-			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), mode)
+		b.Run("op=SavePending/synchronous="+string(mode), func(b *testing.B) {
+			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode))
 			if err != nil {
 				b.Fatal(err)
 			}

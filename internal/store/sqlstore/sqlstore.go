@@ -21,7 +21,7 @@
 // they are serialised in the process; every write transaction takes
 // SQLite's write lock at BEGIN (BEGIN IMMEDIATE), so two processes sharing
 // the file (candord serve and candord revoke) never deadlock upgrading a
-// read lock, and either waits up to busyTimeout for the other. Reads use a
+// read lock, and either waits up to sqldb.BusyTimeout for the other. Reads use a
 // small pool of read-only connections and see the last committed state.
 package sqlstore
 
@@ -31,33 +31,13 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
-	"net/url"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
-
 	"candor"
+	"candor/internal/sqldb"
 	"candor/internal/store"
-)
-
-// busyTimeout is how long, in milliseconds, a connection waits for a lock
-// another connection or process holds before it reports SQLITE_BUSY.
-const busyTimeout = 5000
-
-// readers is the size of the read-only connection pool.
-const readers = 4
-
-// Synchronous modes (PRAGMA synchronous); see the package comment.
-const (
-	syncNormal = "NORMAL"
-	syncFull   = "FULL"
 )
 
 // Store is the server's state in a SQL database. See the package comment
@@ -80,97 +60,20 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		return nil, fmt.Errorf("sqlstore: PostgreSQL is not supported yet: %w", candor.ErrInvalid)
 	}
-	return openSQLite(ctx, dsn, syncFull)
+	return openSQLite(ctx, dsn, sqldb.Full)
 }
 
-func openSQLite(ctx context.Context, path, synchronous string) (*Store, error) {
-	if path == "" || strings.ContainsRune(path, 0) {
-		return nil, fmt.Errorf("sqlstore: path %q: %w", path, candor.ErrInvalid)
-	}
-	// Create the file before SQLite does, so that it is never readable by
-	// others (SQLite gives the -wal and -shm files the same mode).
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+func openSQLite(ctx context.Context, path string, sync sqldb.Sync) (*Store, error) {
+	db, err := sqldb.OpenSQLite(ctx, path, sync)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: %w", err)
 	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("sqlstore: %w", err)
+	d := sqliteDialect
+	rewrite := func(q string) string { return d.rebind(d.schema.Replace(q)) }
+	if err := sqldb.Migrate(ctx, db.W, migrationFiles, "migrations", rewrite); err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlstore: %s: %w", path, err), db.Close())
 	}
-
-	// _txlock=immediate makes every transaction of the writer take the
-	// write lock at BEGIN. journal_mode=WAL is a property of the file, set
-	// once here; synchronous and foreign_keys belong to each connection,
-	// and the writer is the one that needs them.
-	w, err := sql.Open(sqliteDialect.driver, sqliteDSN(path, url.Values{
-		"_txlock":       {"immediate"},
-		"_busy_timeout": {strconv.Itoa(busyTimeout)},
-		"_journal_mode": {"WAL"},
-		"_synchronous":  {synchronous},
-		"_foreign_keys": {"1"},
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: %w", err)
-	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
-	if err := checkWriter(ctx, w, synchronous); err != nil {
-		return nil, errors.Join(fmt.Errorf("sqlstore: opening %s: %w", path, err), w.Close())
-	}
-	if err := migrate(ctx, sqliteDialect, w); err != nil {
-		return nil, errors.Join(fmt.Errorf("sqlstore: %s: %w", path, err), w.Close())
-	}
-
-	r, err := sql.Open(sqliteDialect.driver, sqliteDSN(path, url.Values{
-		"_busy_timeout": {strconv.Itoa(busyTimeout)},
-		"_query_only":   {"1"},
-	}))
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("sqlstore: %w", err), w.Close())
-	}
-	r.SetMaxOpenConns(readers)
-	r.SetMaxIdleConns(readers)
-	if err := r.PingContext(ctx); err != nil {
-		return nil, errors.Join(fmt.Errorf("sqlstore: opening %s: %w", path, err), r.Close(), w.Close())
-	}
-	return &Store{d: sqliteDialect, w: w, r: r}, nil
-}
-
-// sqliteDSN makes a SQLite URI filename for path: escaped, so that a path
-// holding '?', '#' or '%' names the file it says. SQLite ignores the
-// driver's underscore parameters; the driver reads them.
-func sqliteDSN(path string, params url.Values) string {
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	u := url.URL{Path: filepath.ToSlash(path)}
-	return "file:" + u.EscapedPath() + "?" + params.Encode()
-}
-
-// checkWriter opens the writer's connection and checks that the settings
-// the durability argument rests on took effect: a file system without
-// shared memory, for one, silently keeps the rollback journal.
-func checkWriter(ctx context.Context, w *sql.DB, synchronous string) error {
-	var mode string
-	if err := w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal_mode is %q, not WAL", mode)
-	}
-	var fk, sync int
-	if err := w.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil {
-		return err
-	}
-	if err := w.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
-		return err
-	}
-	want := map[string]int{syncNormal: 1, syncFull: 2}[synchronous]
-	if fk != 1 || sync != want {
-		return fmt.Errorf("foreign_keys=%d synchronous=%d, want 1 and %d", fk, sync, want)
-	}
-	return nil
+	return &Store{d: d, w: db.W, r: db.R}, nil
 }
 
 // Close closes the database. The Store must not be used afterwards.
@@ -181,85 +84,6 @@ func (s *Store) Close() error {
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one file of migrations/, named NNNN_what.sql; its version is
-// NNNN.
-type migration struct {
-	version int
-	name    string
-}
-
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	var out []migration
-	for i, name := range names {
-		base := filepath.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v != i+1 {
-			return nil, fmt.Errorf("migration %s: want version %d", base, i+1)
-		}
-		out = append(out, migration{version: v, name: name})
-	}
-	return out, nil
-}
-
-// migrate brings the schema up to date: it applies, in order and in one
-// transaction, every migration newer than the database's schema_version,
-// rewritten for the dialect. Migrations only go forward; a database newer
-// than this program is refused.
-func migrate(ctx context.Context, d *dialect, db *sql.DB) (err error) {
-	ms, err := migrations()
-	if err != nil {
-		return err
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, tx.Rollback())
-		}
-	}()
-	c := conn{tx, d}
-	// schema_version lists the migrations applied, one row each. It is the
-	// one table created outside migrations/, because it says which of them
-	// to run.
-	if _, err := c.exec(ctx, d.schema.Replace(`CREATE TABLE IF NOT EXISTS schema_version (
-		version INTEGER NOT NULL PRIMARY KEY
-	) STRICT`)); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	var current int
-	if err := c.queryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&current); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	if current > len(ms) {
-		return fmt.Errorf("schema version %d is newer than this program's %d: %w", current, len(ms), candor.ErrInvalid)
-	}
-	for _, m := range ms[current:] {
-		body, err := migrationFiles.ReadFile(m.name)
-		if err != nil {
-			return err
-		}
-		if _, err := c.exec(ctx, d.schema.Replace(string(body))); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
-		}
-		if _, err := c.exec(ctx, `INSERT INTO schema_version (version) VALUES (?)`, m.version); err != nil {
-			return fmt.Errorf("migration %s: %w", m.name, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrating: %w", err)
-	}
-	return nil
-}
-
-// querier runs SQL: a pool or a transaction.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
