@@ -14,22 +14,16 @@
 //
 // # Durability
 //
-// The file is in WAL mode with synchronous=NORMAL: a commit appends to the
-// write-ahead log with write(2) but does not fsync it; the log is synced at
-// checkpoints. So:
-//
-//   - A process crash (panic, kill -9, OOM) loses nothing: a transaction is
-//     in the operating system's page cache when the method returns, and the
-//     next open finds it. The adapter's guarantee that a sender never reuses
-//     a (generation, key) pair — it reserves the generation with SaveRatchet
-//     before it encrypts — holds across process crashes.
-//   - A power loss or kernel crash can lose the last transactions committed
-//     before it (never corrupt the file). A lost SaveRatchet reservation
-//     whose ciphertext had already left the device would let the device,
-//     after the reboot, encrypt another message under the same generation
-//     and key: AES-GCM nonce reuse. Across power loss that guarantee needs
-//     synchronous=FULL, which fsyncs the log on every commit. See the
-//     benchmarks in devstore_test.go for what each costs on a message.
+// The file is in WAL mode with synchronous=FULL: every transaction is
+// fsynced before the method returns, so nothing a method wrote is lost to a
+// process crash or a power loss. The adapter's promise that a sender never
+// uses a (generation, key) pair twice rests on this: it reserves generations
+// with SaveRatchet before it encrypts, and a reservation lost to a power cut
+// after its ciphertext left the device would mean AES-GCM nonce reuse. With
+// synchronous=NORMAL only process crashes would be covered. The adapter
+// reserves generations in blocks, so a sender pays one fsync per block of
+// messages; receivers pay one per message (their replay window). The
+// benchmarks in devstore_test.go measure both modes.
 //
 // # Concurrency
 //
@@ -65,7 +59,7 @@ var _ mlsx.Store = (*Store)(nil)
 // if need be, and brings its schema up to date. The directory must exist.
 // Close the Store when done.
 func Open(ctx context.Context, path string) (*Store, error) {
-	return open(ctx, path, sqldb.Normal)
+	return open(ctx, path, sqldb.Full)
 }
 
 func open(ctx context.Context, path string, sync sqldb.Sync) (*Store, error) {

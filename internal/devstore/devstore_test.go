@@ -181,9 +181,10 @@ func TestSurvivesProcessCrash(t *testing.T) {
 	check(t, s, filled())
 }
 
-// BenchmarkSaveRatchet is the write on every message sent or received, in
-// both synchronous modes: NORMAL (what Open uses; durable across process
-// crashes) and FULL (an fsync per commit; durable across power loss too),
+// BenchmarkSaveRatchet is the write on every message received and every
+// block of messages sent, in both synchronous modes: NORMAL (durable across
+// process crashes) and FULL (what Open uses: an fsync per commit; durable
+// across power loss too),
 // and FULL with fdatasync(2) in place of fsync(2) (a process-wide switch of
 // the driver, see sqlite.Fdatasync).
 func BenchmarkSaveRatchet(b *testing.B) {

@@ -258,7 +258,8 @@ type PassiveConfig struct {
 
 // PSK is an external pre-shared key (RFC 9420 §8.4) a passive member holds.
 type PSK struct {
-	ID, Secret []byte
+	ID     []byte `json:"id"`
+	Secret []byte `json:"secret"`
 }
 
 // JoinPassive joins a group from a Welcome as a member that only reads: it

@@ -117,10 +117,15 @@ func (g *Group) restore(ctx context.Context) error {
 }
 
 func (g *Group) saveSnapshot(ctx context.Context) error {
-	state, err := marshalGroup(g.lg)
+	state, err := g.marshal()
 	if err != nil {
-		return fmt.Errorf("mlsx: group %s: snapshot: %v", g.id, err)
+		return err
 	}
+	return g.saveState(ctx, state)
+}
+
+// saveState saves state, a snapshot of the group as it is now.
+func (g *Group) saveState(ctx context.Context, state []byte) error {
 	if err := g.store.SaveGroup(ctx, g.id, g.epoch(), state); err != nil {
 		return fmt.Errorf("mlsx: saving group %s: %w", g.id, err)
 	}
@@ -231,10 +236,12 @@ func (g *Group) admit(ctx context.Context, m Member) error {
 }
 
 // Encrypt protects an application message as a PrivateMessage and returns
-// it MLSMessage-wrapped. Before it encrypts, it records in the Store that
-// the generation it is about to use is taken: if that write fails, nothing
-// is encrypted; if the process dies after it, the generation is never used
-// again.
+// it MLSMessage-wrapped. Generations are reserved in the Store before they
+// are used, reserveBlock at a time: if that write fails, nothing is
+// encrypted; if the process dies, or the machine loses power, after it, the
+// restarted device starts past the reservation and never uses a generation
+// twice. A crash skips at most reserveBlock-1 generations, which receivers
+// step over.
 func (g *Group) Encrypt(ctx context.Context, plaintext []byte) ([]byte, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -255,14 +262,15 @@ func (g *Group) Encrypt(ctx context.Context, plaintext []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mlsx: encrypt: %v", err)
 	}
-	r := g.ratchets[own]
-	n := max(leaf.NextSequenceNumber(), r.next)
+	n := leaf.NextSequenceNumber()
 	leaf.SetSequenceNumber(n)
-	r.next = n + 1
-	if err := g.store.SaveRatchet(ctx, g.id, g.epoch(), own, r.encode()); err != nil {
-		return nil, fmt.Errorf("mlsx: reserving generation %d: %w", n, err)
+	if r := g.ratchets[own]; n >= r.next {
+		r.next = n + reserveBlock
+		if err := g.store.SaveRatchet(ctx, g.id, g.epoch(), own, r.encode()); err != nil {
+			return nil, fmt.Errorf("mlsx: reserving generations from %d: %w", n, err)
+		}
+		g.ratchets[own] = r
 	}
-	g.ratchets[own] = r
 	pm, err := g.lg.SendMessage(plaintext, g.dev.signer)
 	if err != nil {
 		return nil, translate("encrypt", err)
@@ -659,6 +667,8 @@ type Commit struct {
 	Epoch   candor.Epoch // the epoch the commit ends
 	Added   []Member
 	Removed []Member
+
+	state []byte // the snapshot of the epoch it leads to, saved as pending
 }
 
 // Commit makes a commit of opts and of every proposal received and not yet
@@ -758,13 +768,14 @@ func (g *Group) commit(ctx context.Context, kps []*keypackages.KeyPackage, remov
 		c.Welcome = (&framing.MLSMessage{Welcome: w.Marshal()}).Marshal()
 	}
 	c.Added, c.Removed = diffMembers(oldMembers, g.members())
-	state, err := marshalGroup(g.lg)
+	state, err := g.marshal()
 	if err != nil {
-		return nil, fmt.Errorf("mlsx: commit: snapshot: %v", err)
+		return nil, err
 	}
 	if err := g.store.SavePending(ctx, g.id, message, state); err != nil {
 		return nil, fmt.Errorf("mlsx: saving pending commit: %w", err)
 	}
+	c.state = state
 	g.pending = c
 	return c, nil
 }
@@ -787,7 +798,7 @@ func (g *Group) Confirm(ctx context.Context) (Event, error) {
 
 func (g *Group) confirm(ctx context.Context) (Event, error) {
 	c := g.pending
-	if err := g.saveSnapshot(ctx); err != nil {
+	if err := g.saveState(ctx, c.state); err != nil {
 		return Event{}, err
 	}
 	g.pending = nil
@@ -811,7 +822,7 @@ func (g *Group) adoptStored(ctx context.Context) (Event, error) {
 	}
 	lg.SetPaddingSize(g.lg.PaddingSize())
 	g.lg = lg
-	if err := g.saveSnapshot(ctx); err != nil {
+	if err := g.saveState(ctx, g.stored.State); err != nil {
 		return Event{}, errors.Join(err, g.restore(ctx))
 	}
 	ev := Event{Kind: EventCommit, Epoch: epoch, Sender: Sender{Index: uint32(lg.OwnLeafIndex())}, NewEpoch: g.epoch()}
@@ -830,26 +841,42 @@ func (g *Group) Discard(ctx context.Context) error {
 	return g.restore(ctx)
 }
 
-// snapshot is the stored form of a group: the library's state and, beside
-// it, the group's PSK cache. The library writes that cache inside its state
-// as a JSON object keyed by raw PSK ids, and encoding/json replaces the bytes
-// of a key that are not UTF-8, so a resumption PSK (keyed by the binary group
-// id and epoch) would not survive a reload.
-type snapshot struct {
-	State json.RawMessage `json:"state"`
-	PSKs  []PSK           `json:"psks,omitempty"`
-}
-
-func marshalGroup(lg *group.Group) ([]byte, error) {
-	state, err := lg.MarshalState()
+// marshal takes a snapshot of the group for the Store: the library's
+// state and, beside it, the group's PSK cache. The library writes that cache
+// inside its state as a JSON object keyed by raw PSK ids, and encoding/json
+// replaces the bytes of a key that are not UTF-8, so a resumption PSK (keyed
+// by the binary group id and epoch) would not survive a reload. Devices use
+// no PSKs and keep none; passive members keep them all, since the history
+// they replay may use them.
+func (g *Group) marshal() ([]byte, error) {
+	state, err := g.lg.MarshalState()
+	if err != nil {
+		return nil, fmt.Errorf("mlsx: group %s: snapshot: %v", g.id, err)
+	}
+	var psks []PSK
+	if g.dev == nil {
+		for id, secret := range g.lg.CachedPsks() {
+			psks = append(psks, PSK{ID: []byte(id), Secret: secret})
+		}
+	}
+	pskJSON, err := json.Marshal(psks)
 	if err != nil {
 		return nil, err
 	}
-	snap := snapshot{State: state}
-	for id, secret := range lg.CachedPsks() {
-		snap.PSKs = append(snap.PSKs, PSK{ID: []byte(id), Secret: secret})
-	}
-	return json.Marshal(snap)
+	// Written by hand: json.Marshal would re-validate the megabytes of
+	// state it was just given.
+	out := make([]byte, 0, len(state)+len(pskJSON)+20)
+	out = append(out, `{"state":`...)
+	out = append(out, state...)
+	out = append(out, `,"psks":`...)
+	out = append(out, pskJSON...)
+	return append(out, '}'), nil
+}
+
+// snapshot is what marshal writes.
+type snapshot struct {
+	State json.RawMessage `json:"state"`
+	PSKs  []PSK           `json:"psks"`
 }
 
 func unmarshalGroup(b []byte) (*group.Group, error) {

@@ -67,8 +67,9 @@ type RatchetRecord struct {
 }
 
 // ratchet is the decoded record. For the device's own leaf, next is the
-// first generation it has not yet reserved for sending; a crash loses at most
-// the reservation, never the promise not to reuse it. For other leaves, top is
+// first generation it has not yet reserved for sending: generations are
+// reserved reserveBlock at a time, and a crash loses at most the rest of a
+// block, never the promise not to reuse one. For other leaves, top is
 // one more than the highest generation received (0: none yet) and seen has
 // bit i set when generation top-1-i was received, a sliding window of 64
 // that rejects replays after a restart as the library does within one
@@ -78,6 +79,13 @@ type ratchet struct {
 	top  uint64
 	seen uint64
 }
+
+// reserveBlock is how many generations a sender reserves with one durable
+// write: a Store that syncs every write (as devstore does, so that the
+// reservation survives power loss) then pays one sync per reserveBlock
+// messages sent. RFC 9420 §9.2 leaves it to receivers how far ahead they
+// derive keys; the library goes 2,048 generations, far more than a block.
+const reserveBlock = 16
 
 const (
 	ratchetVersion = 1
