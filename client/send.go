@@ -55,14 +55,19 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	}
 	seq, err := c.sendLocked(ctx, g, gid, body)
 	if err != nil {
-		// A message whose fate is unknown stays as sending; one the server
-		// refused, or that never left, is taken out of the history.
-		if !errors.Is(err, ErrUnreachable) && !errors.Is(err, ErrServer) {
-			err = errors.Join(err, c.store.DeleteOutgoing(ctx, id))
+		// A message whose fate is unknown (no answer, or the caller gave
+		// up waiting) stays as sending; one the server refused, or that
+		// never left, is taken out of the history.
+		unknown := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrServer) ||
+			errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+		if !unknown {
+			err = errors.Join(err, c.store.DeleteOutgoing(context.WithoutCancel(ctx), id))
 		}
 		return Message{}, fmt.Errorf("sending to %s: %w", gid, err)
 	}
-	if err := c.store.MarkSent(ctx, id, seq, msg.Time); err != nil {
+	// The server has the message: record that even if the caller has
+	// stopped waiting.
+	if err := c.store.MarkSent(context.WithoutCancel(ctx), id, seq, msg.Time); err != nil {
 		return Message{}, err
 	}
 	msg.Seq, msg.State = seq, Sent

@@ -157,6 +157,10 @@ func (t *transport) call(ctx context.Context, method, p string, in, out any) err
 		}
 		body = bytes.NewReader(b)
 	}
+	// The request's own timeout is a network failure (ErrUnreachable: the
+	// request may or may not have landed); only the caller's cancellation
+	// is reported as such.
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, t.base+p, body)
@@ -169,12 +173,12 @@ func (t *transport) call(ctx context.Context, method, p string, in, out any) err
 	req.Header.Set("Accept", "application/json")
 	resp, err := t.hc.Do(req)
 	if err != nil {
-		return netError(ctx, op, err)
+		return netError(parent, op, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return netError(ctx, op, err)
+		return netError(parent, op, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		return responseError(op, resp.StatusCode, raw)

@@ -151,6 +151,14 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 	if !slices.Contains(members, dev.ID) {
 		return api.SendResponse{}, fail(api.CodeNotMember, "the device is not a member of the group", nil)
 	}
+	// The same bytes again are a replay whatever the epoch: a device that
+	// lost the answer to a message must learn that it landed, not encrypt
+	// it again after the epoch moved on.
+	if seq, err := s.store.EntryOf(ctx, id, req.Message); err == nil {
+		return api.SendResponse{}, &httpError{public: api.Error{Code: api.CodeReplay, Message: "this message is already in the log", Seq: seq}}
+	} else if !errors.Is(err, candor.ErrNotFound) {
+		return api.SendResponse{}, internal(fmt.Errorf("looking for a replay in %s: %w", id, err))
+	}
 	roster, err := mlsx.UnmarshalRoster(g.Roster)
 	if err != nil {
 		return api.SendResponse{}, internal(fmt.Errorf("group %s: %w", id, err))
@@ -179,7 +187,7 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 		}
 		next, _, err := roster.Apply(req.Message)
 		if err != nil {
-			return api.SendResponse{}, s.applyError(ctx, g, info, req.Message, err)
+			return api.SendResponse{}, s.applyError(ctx, g, info, err)
 		}
 		raw, err := json.Marshal(next)
 		if err != nil {
@@ -254,9 +262,9 @@ func staleEpoch(current candor.Epoch) error {
 }
 
 // applyError translates a refusal of Roster.Apply. A commit for an epoch
-// that has ended lost to the commit that ended it, unless it is that very
-// commit sent again.
-func (s *Server) applyError(ctx context.Context, g store.Group, info mlsx.Info, msg []byte, err error) error {
+// that has ended lost to the commit that ended it (the same commit sent
+// again was answered as a replay before this).
+func (s *Server) applyError(ctx context.Context, g store.Group, info mlsx.Info, err error) error {
 	var epochErr *mlsx.EpochError
 	switch {
 	case errors.As(err, &epochErr):
@@ -269,13 +277,6 @@ func (s *Server) applyError(ctx context.Context, g store.Group, info mlsx.Info, 
 		}
 		if err != nil {
 			return internal(fmt.Errorf("finding the commit that ended epoch %d of %s: %w", info.Epoch, g.ID, err))
-		}
-		winner, err := s.store.Log(ctx, g.ID, seq-1, 1)
-		if err != nil {
-			return internal(fmt.Errorf("reading the log of %s: %w", g.ID, err))
-		}
-		if len(winner) == 1 && bytes.Equal(winner[0].Message, msg) {
-			return &httpError{public: api.Error{Code: api.CodeReplay, Message: "this message is already in the log", Seq: seq}}
 		}
 		return &httpError{public: api.Error{
 			Code: api.CodeCommitConflict, Message: "another commit ended this epoch",

@@ -79,6 +79,9 @@ type Store interface {
 	// for what else it changes. It returns the new entry's sequence number
 	// (PrevHead+1).
 	Append(ctx context.Context, req AppendRequest) (uint64, error)
+	// EntryOf returns the sequence number of the entry of a group's log
+	// whose message is byte for byte msg; ErrNotFound if there is none.
+	EntryOf(ctx context.Context, id candor.GroupID, msg []byte) (uint64, error)
 	// Log returns up to limit entries of a group's log with Seq > after, in
 	// order.
 	Log(ctx context.Context, id candor.GroupID, after uint64, limit int) ([]Entry, error)

@@ -274,6 +274,17 @@ func (s *Store) append(ctx context.Context, req store.AppendRequest) (uint64, er
 	return seq, nil
 }
 
+// EntryOf returns the sequence number of the entry whose message is msg.
+func (s *Store) EntryOf(ctx context.Context, id candor.GroupID, msg []byte) (uint64, error) {
+	hash := sha256.Sum256(msg)
+	var seq int64
+	err := conn{s.r, s.d}.queryRow(ctx, `SELECT seq FROM entries WHERE group_id = ? AND message_hash = ?`, []byte(id), hash[:]).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("sqlstore: looking for a message in group %s: %w", id, noRow(err))
+	}
+	return uint64(seq), nil
+}
+
 // replayed reports a *store.ReplayError if a message with this hash is in
 // the group's log.
 func replayed(ctx context.Context, c conn, group, hash []byte) error {

@@ -226,10 +226,20 @@ func testAppendReplay(t *testing.T, s store.Store) {
 			diff(t, "state after the replay", before, snapshot(t, s, []candor.GroupID{groupA, groupB}, []candor.DeviceID{d.ID, e.ID}))
 		})
 	}
+	// EntryOf finds the message by its bytes, whatever the epoch.
+	if seq, err := s.EntryOf(ctx, groupA, []byte("hello")); err != nil || seq != first {
+		t.Errorf("EntryOf(hello) = %d, %v; want %d", seq, err, first)
+	}
+	if _, err := s.EntryOf(ctx, groupB, []byte("hello")); !errors.Is(err, candor.ErrNotFound) {
+		t.Errorf("EntryOf in another group: %v, want ErrNotFound", err)
+	}
 	// The same bytes in another group are another message.
 	send(t, s, groupB, d.ID, "hello")
 	// A byte more is another message.
 	send(t, s, groupA, d.ID, "hello!")
+	if _, err := s.EntryOf(ctx, groupA, []byte("hell")); !errors.Is(err, candor.ErrNotFound) {
+		t.Errorf("EntryOf of a prefix: %v, want ErrNotFound", err)
+	}
 }
 
 // testSecondCommit: an epoch ends with one commit (sqlstore's choice; the
