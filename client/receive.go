@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -208,8 +209,13 @@ func (c *Client) processEntry(ctx context.Context, gid candor.GroupID, e api.Ent
 	switch {
 	case err == nil:
 		events = c.eventsOf(g, gid, e, ev, &p)
-	case errors.Is(err, mlsx.ErrOwnMessage), errors.Is(err, mlsx.ErrReplay):
-		// Sent by this device (already in the history), or already read.
+	case errors.Is(err, mlsx.ErrOwnMessage):
+		// Sent by this device: already in the history, and marked sent
+		// here if its answer was lost.
+		own := sha256.Sum256(e.Message)
+		p.Own = own[:]
+	case errors.Is(err, mlsx.ErrReplay):
+		// Already read.
 	case errors.As(err, &epochErr) && epochErr.Got < epochErr.Current:
 		// Of an epoch this device has left: its own commit, already
 		// adopted, or what came before it joined.

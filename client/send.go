@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -53,7 +54,7 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	if err != nil {
 		return Message{}, err
 	}
-	seq, err := c.sendLocked(ctx, g, gid, body)
+	seq, err := c.sendLocked(ctx, g, gid, body, id)
 	if err != nil {
 		// A message whose fate is unknown (no answer, or the caller gave
 		// up waiting) stays as sending; one the server refused, or that
@@ -81,7 +82,9 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	return msg, nil
 }
 
-func (c *Client) sendLocked(ctx context.Context, g *mlsx.Group, gid candor.GroupID, body []byte) (uint64, error) {
+// sendLocked encrypts and posts body, the content of the outgoing message
+// id, catching up and encrypting again while the group's epoch moves on.
+func (c *Client) sendLocked(ctx context.Context, g *mlsx.Group, gid candor.GroupID, body []byte, id int64) (uint64, error) {
 	for range maxAttempts {
 		ct, err := g.Encrypt(ctx, body)
 		switch {
@@ -102,6 +105,12 @@ func (c *Client) sendLocked(ctx context.Context, g *mlsx.Group, gid candor.Group
 		case errors.Is(err, mlsx.ErrGroupNotFound):
 			return 0, ErrRemoved
 		case err != nil:
+			return 0, err
+		}
+		// If the answer is lost, the device recognises its message when it
+		// reads it back from the log.
+		wire := sha256.Sum256(ct)
+		if err := c.store.SetOutgoingWire(ctx, id, wire[:]); err != nil {
 			return 0, err
 		}
 		seq, err := c.post(ctx, gid, api.SendRequest{Message: ct})

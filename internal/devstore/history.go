@@ -52,6 +52,7 @@ type Progress struct {
 	Seq     uint64    // the entry processed: the cursor moves here (never back)
 	Time    time.Time // the server's time of the entry; corrects the time of this device's own message at Seq
 	Message *Message  // a received message to add, or nil
+	Own     []byte    // SHA-256 of the entry's message when this device sent it: a 'sending' message posted as it is now sent at Seq
 	Removed bool      // the entry removed this device from the group
 	Joined  bool      // the entry is the Welcome that (re-)added this device
 }
@@ -162,6 +163,14 @@ func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 				return err
 			}
 		}
+		if p.Own != nil {
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE messages SET seq = ?, time = ?, state = ?
+				WHERE group_id = ? AND state = ? AND wire_hash = ?`,
+				int64(p.Seq), millis(p.Time), string(StateSent), []byte(p.Group), string(StateSending), p.Own); err != nil {
+				return err
+			}
+		}
 		if m := p.Message; m != nil {
 			if _, err := tx.ExecContext(ctx, `
 				INSERT INTO messages (group_id, seq, sender_user, sender_device, time, text, state)
@@ -177,6 +186,16 @@ func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 		return fmt.Errorf("devstore: recording entry %d of %s: %w", p.Seq, p.Group, err)
 	}
 	return nil
+}
+
+// SetOutgoingWire records the SHA-256 of the MLSMessage a 'sending'
+// message is about to be posted as (see Progress.Own).
+func (s *Store) SetOutgoingWire(ctx context.Context, id int64, hash []byte) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE messages SET wire_hash = ? WHERE id = ? AND state = ?`, hash, id, string(StateSending))
+	if err != nil {
+		return fmt.Errorf("devstore: recording outgoing message %d: %w", id, err)
+	}
+	return mustAffect(res, fmt.Sprintf("outgoing message %d", id))
 }
 
 // AddOutgoing records a message this device is about to send, in state

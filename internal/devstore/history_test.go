@@ -90,3 +90,47 @@ func TestHistory(t *testing.T) {
 		t.Errorf("after rejoining: %+v", c)
 	}
 }
+
+// TestOwnMessageReadBack: a message whose answer was lost is marked sent
+// when the device reads its own entry back from the log.
+func TestOwnMessageReadBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	t0 := time.Unix(1_700_000_000, 0).UTC()
+	if err := s.AddConversation(ctx, Conversation{Group: "g", Created: t0}); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := s.AddOutgoing(ctx, Message{Group: "g", SenderUser: "alice", SenderDevice: "d1", Time: t0, Text: "answer lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.AddOutgoing(ctx, Message{Group: "g", SenderUser: "alice", SenderDevice: "d1", Time: t0, Text: "never landed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOutgoingWire(ctx, lost, []byte("hash of the lost one")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetOutgoingWire(ctx, other, []byte("hash of the other")); err != nil {
+		t.Fatal(err)
+	}
+	t1 := t0.Add(time.Minute)
+	if err := s.Advance(ctx, Progress{Group: "g", Seq: 7, Time: t1, Own: []byte("hash of the lost one")}, t1); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := s.Messages(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]Message{}
+	for _, m := range ms {
+		states[m.Text] = m
+	}
+	if m := states["answer lost"]; m.State != StateSent || m.Seq != 7 || !m.Time.Equal(t1) {
+		t.Errorf("read back: %+v, want sent at seq 7", m)
+	}
+	if m := states["never landed"]; m.State != StateSending {
+		t.Errorf("the other message: %+v, want still sending", m)
+	}
+}
