@@ -327,6 +327,16 @@ func TestServerNeverSeesText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nor the server's log, at every level.
+	serverLog := env.ServerLog()
+	if len(serverLog) == 0 {
+		t.Error("the server logged nothing: the log scan would find nothing")
+	}
+	for _, needle := range []string{marker, strings.ToLower(marker), hex.EncodeToString([]byte(marker))} {
+		if bytes.Contains(serverLog, []byte(needle)) {
+			t.Errorf("the server's log holds the marker %q", needle)
+		}
+	}
 	var names []string
 	entries, _ := os.ReadDir(env.Dir)
 	for _, e := range entries {

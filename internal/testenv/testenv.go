@@ -7,6 +7,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -42,9 +43,10 @@ type Env struct {
 	// discards unless CANDOR_TEST_LOG is set, then writes to stderr.
 	Logger *slog.Logger
 
-	data *server.DataDir
-	ln   *trackingListener
-	hs   *http.Server
+	data      *server.DataDir
+	ln        *trackingListener
+	hs        *http.Server
+	serverLog *lockedBuffer
 }
 
 func openStore(ctx context.Context, path string) (store.Store, error) {
@@ -68,7 +70,13 @@ func New(t *testing.T) *Env {
 		t.Fatalf("testenv: open: %v", err)
 	}
 	cfg := data.Config()
-	cfg.Logger = logger.With("side", "server")
+	// The server logs at debug level into a buffer the test can search, as
+	// well as wherever the test's logger goes.
+	serverLog := &lockedBuffer{}
+	cfg.Logger = slog.New(teeHandler{
+		slog.NewJSONHandler(serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		logger.Handler(),
+	}).With("side", "server")
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("testenv: server: %v", err)
@@ -90,6 +98,7 @@ func New(t *testing.T) *Env {
 		Server:     srv,
 		SenderCert: data.SenderCert,
 		Logger:     logger,
+		serverLog:  serverLog,
 		data:       data,
 		ln:         ln,
 		hs:         hs,
@@ -207,4 +216,51 @@ func (c *trackedConn) Close() error {
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// ServerLog returns everything the server has logged so far, at every
+// level, as JSON lines.
+func (e *Env) ServerLog() []byte { return e.serverLog.bytes() }
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// teeHandler sends each record to two handlers.
+type teeHandler [2]slog.Handler
+
+func (h teeHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h[0].Enabled(ctx, l) || h[1].Enabled(ctx, l)
+}
+
+func (h teeHandler) Handle(ctx context.Context, r slog.Record) error {
+	var errs []error
+	for _, x := range h {
+		if x.Enabled(ctx, r.Level) {
+			errs = append(errs, x.Handle(ctx, r.Clone()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return teeHandler{h[0].WithAttrs(as), h[1].WithAttrs(as)}
+}
+
+func (h teeHandler) WithGroup(name string) slog.Handler {
+	return teeHandler{h[0].WithGroup(name), h[1].WithGroup(name)}
 }
