@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -185,15 +184,7 @@ func serve(ctx context.Context, logger *slog.Logger, dir, listen string, ready f
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{
-			Handler:           srv.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-			// HTTP/1.1 only: the live stream is a WebSocket upgrade.
-			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
-			TLSConfig:    srv.TLSConfig(d.TLSCert),
-		}
+		hs := server.NewHTTPServer(srv.Handler(), srv.TLSConfig(d.TLSCert), slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 		errc := make(chan error, 1)
 		go func() { errc <- hs.ServeTLS(ln, "", "") }()
 		logger.Info("listening", "addr", ln.Addr().String())

@@ -10,8 +10,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -86,12 +84,9 @@ func New(t *testing.T) *Env {
 		t.Fatalf("testenv: listen: %v", err)
 	}
 	ln := &trackingListener{Listener: l, conns: map[net.Conn]bool{}}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		TLSConfig:         srv.TLSConfig(data.TLSCert),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.New(io.Discard, "", 0), // handshakes clients refuse, on purpose
-	}
+	// net/http's own messages are discarded: tests make clients refuse
+	// handshakes on purpose.
+	hs := server.NewHTTPServer(srv.Handler(), srv.TLSConfig(data.TLSCert), nil)
 	e := &Env{
 		Dir:        dir,
 		Addr:       l.Addr().String(),
