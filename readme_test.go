@@ -1,0 +1,122 @@
+package candor_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestREADMEServerCommands runs the README's "Running a server and
+// enrolling a device" block as written, in a temporary folder, so that the
+// README stays true: build, init, serve, invite, enroll, whoami.
+func TestREADMEServerCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	block := readmeBlock(t, "## Running a server and enrolling a device")
+	dir := t.TempDir()
+	repo, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var code string
+	for _, line := range block {
+		args := strings.Fields(strings.ReplaceAll(line, `"Example Bank"`, "Example-Bank"))
+		switch {
+		case args[0] == "go":
+			// go build -o bin/ ./cmd/...: build from the repository.
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "bin")+"/", "./cmd/candord", "./cmd/candor")
+			cmd.Dir = repo
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", line, err, out)
+			}
+			continue
+		case args[len(args)-1] == "&":
+			// The README names a fixed address; it must be free, or the
+			// test would talk to whatever holds it.
+			if c, err := net.Dial("tcp", "127.0.0.1:8443"); err == nil {
+				c.Close()
+				t.Fatal("127.0.0.1:8443, which the README uses, is taken by another process")
+			}
+			serve := exec.CommandContext(ctx, filepath.Join(dir, args[0]), args[1:len(args)-1]...)
+			serve.Dir = dir
+			if err := serve.Start(); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			t.Cleanup(func() { serve.Process.Kill(); serve.Wait() })
+			waitListening(t, "127.0.0.1:8443")
+			continue
+		}
+		for i, a := range args {
+			if strings.HasPrefix(a, "'candor1:") {
+				args[i] = code
+			}
+		}
+		cmd := exec.CommandContext(ctx, filepath.Join(dir, args[0]), args[1:]...)
+		cmd.Dir = dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if strings.Contains(line, " invite ") {
+			code = strings.TrimSpace(string(out))
+		}
+		if strings.Contains(line, " whoami ") && !strings.HasPrefix(string(out), "alice, device ") {
+			t.Fatalf("%s printed %q", line, out)
+		}
+	}
+	if code == "" {
+		t.Fatal("the README block invited nobody")
+	}
+}
+
+// readmeBlock returns the command lines of the first sh block after
+// heading, without their comments.
+func readmeBlock(t *testing.T, heading string) []string {
+	t.Helper()
+	f, err := os.Open("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	comment := regexp.MustCompile(`\s+#.*$`)
+	var lines []string
+	state := 0 // 0: before heading, 1: before block, 2: in block
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case state == 0 && line == heading:
+			state = 1
+		case state == 1 && line == "```sh":
+			state = 2
+		case state == 2 && line == "```":
+			return lines
+		case state == 2 && strings.TrimSpace(line) != "":
+			lines = append(lines, strings.TrimSpace(comment.ReplaceAllString(line, "")))
+		}
+	}
+	t.Fatalf("README.md has no sh block under %q", heading)
+	return nil
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on %s", addr)
+}
