@@ -290,14 +290,17 @@ func isExternalProposal(msg []byte) bool {
 }
 
 // ack tells the server this device has recorded a group's log up to seq:
-// over the live stream when it is up, else with PUT cursor. A lost ack is
-// harmless: the entries come again and are skipped.
+// queued for the live stream when it is up (see streamConn), else with PUT
+// cursor. A lost ack is harmless: the entries come again and are skipped.
 func (c *Client) ack(ctx context.Context, gid candor.GroupID, seq uint64) {
-	if s := c.currentStream(); s != nil {
-		if err := s.ack(ctx, gid, seq); err == nil {
-			return
-		}
+	if s := c.currentStream(); s != nil && s.queueAck(gid, seq) {
+		return
 	}
+	c.putCursor(ctx, gid, seq)
+}
+
+// putCursor acknowledges a group's log up to seq with PUT cursor.
+func (c *Client) putCursor(ctx context.Context, gid candor.GroupID, seq uint64) {
 	if err := c.tr.call(ctx, "PUT", path(api.PathCursor, "group", gid.String()), api.Cursor{Seq: seq}, nil); err != nil {
 		c.log.Debug("cursor not acknowledged", keyGroup, gid.String(), keySeq, seq, keyErr, err)
 	}

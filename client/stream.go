@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -23,10 +24,38 @@ import (
 // largest message, in base64, with room.
 const maxFrameBytes = 2 << 20
 
+// ackInterval is the least time between two acks of one group over the
+// live stream: the server records each ack in its database, so the acks of
+// a burst of entries are coalesced into the last one's.
+const ackInterval = 250 * time.Millisecond
+
+// finalAckTimeout bounds sending the last acks when Run stops.
+const finalAckTimeout = 2 * time.Second
+
 // streamConn is Run's live stream, through which acks go while it is up.
+//
+// Acks are not sent as entries are processed but queued, newest per group
+// (a cursor only moves forward), and sent by Run's loop, for each group not
+// acked in the last ackInterval: when the stream's incoming queue is
+// drained, and every ackInterval. So a group is acked at most every
+// ackInterval, and its last ack goes out at most about 2·ackInterval after
+// its entry was processed. The acks still queued when Run stops are sent
+// before the stream is closed (see endStream). A lost or late ack is
+// harmless: the server sends the entries again and they are skipped, as
+// already processed.
 type streamConn struct {
 	conn *websocket.Conn
+	log  *slog.Logger
 	mu   sync.Mutex // one writer at a time
+
+	amu     sync.Mutex
+	pending map[candor.GroupID]uint64    // acks not sent yet
+	sent    map[candor.GroupID]time.Time // when each group was last acked
+	ended   bool                         // queueAck refuses: see endStream
+}
+
+func newStreamConn(conn *websocket.Conn, log *slog.Logger) *streamConn {
+	return &streamConn{conn: conn, log: log, pending: make(map[candor.GroupID]uint64), sent: make(map[candor.GroupID]time.Time)}
 }
 
 func (s *streamConn) ack(ctx context.Context, gid candor.GroupID, seq uint64) error {
@@ -34,7 +63,80 @@ func (s *streamConn) ack(ctx context.Context, gid candor.GroupID, seq uint64) er
 	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	return wsjson.Write(ctx, s.conn, api.StreamFrame{Type: api.FrameAck, GroupID: []byte(gid), Seq: seq})
+	err := wsjson.Write(ctx, s.conn, api.StreamFrame{Type: api.FrameAck, GroupID: []byte(gid), Seq: seq})
+	if err == nil {
+		s.log.Debug(msgAckSent, keyGroup, gid.String(), keySeq, seq)
+	}
+	return err
+}
+
+// msgAckSent is logged (at debug level) for each ack sent over the stream.
+const msgAckSent = "ack sent"
+
+// queueAck queues an ack of a group's log up to seq, unless one as far is
+// queued already. It returns false, queueing nothing, once the stream has
+// ended: the caller sends the ack another way.
+func (s *streamConn) queueAck(gid candor.GroupID, seq uint64) bool {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if s.ended {
+		return false
+	}
+	if seq > s.pending[gid] {
+		s.pending[gid] = seq
+	}
+	return true
+}
+
+// end makes queueAck refuse, and returns the acks still queued.
+func (s *streamConn) end() map[candor.GroupID]uint64 {
+	s.amu.Lock()
+	s.ended = true
+	s.amu.Unlock()
+	return s.takeAcks(time.Now(), true)
+}
+
+// takeAcks removes from the queue and returns the acks due at now: all of
+// them, or when all is false those of the groups not acked since
+// now-ackInterval.
+func (s *streamConn) takeAcks(now time.Time, all bool) map[candor.GroupID]uint64 {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	var due map[candor.GroupID]uint64
+	for gid, seq := range s.pending {
+		if !all && now.Sub(s.sent[gid]) < ackInterval {
+			continue
+		}
+		if due == nil {
+			due = make(map[candor.GroupID]uint64)
+		}
+		due[gid] = seq
+		s.sent[gid] = now
+		delete(s.pending, gid)
+	}
+	return due
+}
+
+// requeue puts back acks that could not be sent, unless newer ones were
+// queued meanwhile.
+func (s *streamConn) requeue(acks map[candor.GroupID]uint64) {
+	for gid, seq := range acks {
+		s.queueAck(gid, seq)
+	}
+}
+
+// flushAcks sends the acks due (see takeAcks) over the stream. Those it
+// could not send are put back in the queue, and it returns the error.
+func (s *streamConn) flushAcks(ctx context.Context, all bool) error {
+	due := s.takeAcks(time.Now(), all)
+	for gid, seq := range due {
+		if err := s.ack(ctx, gid, seq); err != nil {
+			s.requeue(due)
+			return err
+		}
+		delete(due, gid)
+	}
+	return nil
 }
 
 func (c *Client) currentStream() *streamConn {
@@ -120,15 +222,19 @@ func (c *Client) runStream(ctx context.Context) (connected bool, err error) {
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxFrameBytes)
-	s := &streamConn{conn: conn}
+	// The reader and the pinger outlive ctx a little: a cancelled read
+	// would close the connection before the last acks are sent.
+	sctx, scancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer scancel()
+	s := newStreamConn(conn, c.log)
 	c.setStream(s)
-	defer c.setStream(nil)
+	defer c.endStream(ctx, s)
 
 	frames := make(chan api.StreamFrame, 64)
 	broken := make(chan error, 2)
 	go func() {
 		for {
-			_, raw, err := conn.Read(ctx)
+			_, raw, err := conn.Read(sctx)
 			if err != nil {
 				broken <- fmt.Errorf("%w (stream: %v)", ErrUnreachable, err)
 				return
@@ -141,7 +247,7 @@ func (c *Client) runStream(ctx context.Context) (connected bool, err error) {
 			}
 			select {
 			case frames <- f:
-			case <-ctx.Done():
+			case <-sctx.Done():
 				return
 			}
 		}
@@ -151,13 +257,13 @@ func (c *Client) runStream(ctx context.Context) (connected bool, err error) {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-sctx.Done():
 				return
 			case <-t.C:
-				pctx, pcancel := context.WithTimeout(ctx, c.cfg.PingInterval)
+				pctx, pcancel := context.WithTimeout(sctx, c.cfg.PingInterval)
 				err := conn.Ping(pctx)
 				pcancel()
-				if err != nil && ctx.Err() == nil {
+				if err != nil && sctx.Err() == nil {
 					broken <- fmt.Errorf("%w (stream: no answer to ping: %v)", ErrUnreachable, err)
 					return
 				}
@@ -170,17 +276,65 @@ func (c *Client) runStream(ctx context.Context) (connected bool, err error) {
 	}
 	c.log.Info("stream connected")
 	c.emit(Event{Kind: EventConnected})
+	acks := time.NewTicker(ackInterval)
+	defer acks.Stop()
 	for {
 		select {
 		case f := <-frames:
 			if err := c.handleFrame(ctx, f); err != nil {
 				return true, err
 			}
+			if len(frames) == 0 {
+				// Drained: ack what was processed, but no group more
+				// often than every ackInterval.
+				if err := s.flushAcks(ctx, false); err != nil && ctx.Err() == nil {
+					return true, fmt.Errorf("%w (stream: %v)", ErrUnreachable, err)
+				}
+			}
+		case <-acks.C:
+			if err := s.flushAcks(ctx, false); err != nil && ctx.Err() == nil {
+				return true, fmt.Errorf("%w (stream: %v)", ErrUnreachable, err)
+			}
 		case err := <-broken:
 			return true, err
 		case <-ctx.Done():
 			return true, ctx.Err()
 		}
+	}
+}
+
+// endStream detaches the live stream s from the client and sends the acks
+// still queued on it: over the stream when Run is stopping (ctx is done),
+// then closing the stream cleanly so that the server reads them all; else,
+// or if that fails, with PUT cursor. Sending them takes at most about
+// finalAckTimeout. From then on acks go with PUT cursor until the next
+// stream.
+func (c *Client) endStream(ctx context.Context, s *streamConn) {
+	c.setStream(nil)
+	stopping := ctx.Err() != nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalAckTimeout)
+	defer cancel()
+	acks := s.end()
+	if len(acks) == 0 {
+		return
+	}
+	if stopping {
+		sent := true
+		for gid, seq := range acks {
+			if err := s.ack(ctx, gid, seq); err != nil {
+				sent = false
+				break
+			}
+			delete(acks, gid)
+		}
+		if sent {
+			// The server reads every ack before the close frame.
+			_ = s.conn.Close(websocket.StatusNormalClosure, "")
+			return
+		}
+	}
+	for gid, seq := range acks {
+		c.putCursor(ctx, gid, seq)
 	}
 }
 

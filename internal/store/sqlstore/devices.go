@@ -34,7 +34,7 @@ func (s *Store) createInvitation(ctx context.Context, inv store.Invitation) erro
 	if err != nil {
 		return err
 	}
-	n, err := affected(conn{s.w, s.d}.exec(ctx, `
+	n, err := affected(s.db(s.ws).exec(ctx, `
 		INSERT INTO invitations (id, user_id, secret_hash, created, expires, used)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT DO NOTHING`,
@@ -56,7 +56,7 @@ func (s *Store) Invitation(ctx context.Context, id string) (store.Invitation, er
 		created, expires int64
 		used             bool
 	)
-	err := conn{s.r, s.d}.queryRow(ctx, `
+	err := s.db(s.rs).queryRow(ctx, `
 		SELECT user_id, secret_hash, created, expires, used
 		FROM invitations WHERE id = ?`, id).
 		Scan(&user, &inv.SecretHash, &created, &expires, &used)
@@ -171,7 +171,7 @@ func scanDevice(row scanner) (store.Device, error) {
 
 // Device returns a device by id.
 func (s *Store) Device(ctx context.Context, id candor.DeviceID) (store.Device, error) {
-	d, err := scanDevice(conn{s.r, s.d}.queryRow(ctx, `
+	d, err := scanDevice(s.db(s.rs).queryRow(ctx, `
 		SELECT `+deviceColumns+` FROM devices WHERE id = ?`, string(id)))
 	if err != nil {
 		return store.Device{}, fmt.Errorf("sqlstore: loading device %s: %w", id, noRow(err))
@@ -182,7 +182,7 @@ func (s *Store) Device(ctx context.Context, id candor.DeviceID) (store.Device, e
 // DeviceByFingerprint returns the device whose certificate has this
 // SHA-256 fingerprint.
 func (s *Store) DeviceByFingerprint(ctx context.Context, fingerprint []byte) (store.Device, error) {
-	d, err := scanDevice(conn{s.r, s.d}.queryRow(ctx, `
+	d, err := scanDevice(s.db(s.rs).queryRow(ctx, `
 		SELECT `+deviceColumns+` FROM devices WHERE fingerprint = ?`, blob(fingerprint)))
 	if err != nil {
 		return store.Device{}, fmt.Errorf("sqlstore: loading device by fingerprint %x: %w", fingerprint, noRow(err))
@@ -193,7 +193,7 @@ func (s *Store) DeviceByFingerprint(ctx context.Context, fingerprint []byte) (st
 // Devices returns a user's devices, revoked ones included, in enrolment
 // order; an unknown user has none.
 func (s *Store) Devices(ctx context.Context, user candor.UserID) ([]store.Device, error) {
-	ds, err := scanList(ctx, conn{s.r, s.d}, func(r *sql.Rows) (store.Device, error) { return scanDevice(r) }, `
+	ds, err := scanList(ctx, s.db(s.rs), func(r *sql.Rows) (store.Device, error) { return scanDevice(r) }, `
 		SELECT `+deviceColumns+` FROM devices WHERE user_id = ? ORDER BY serial`, string(user))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: loading the devices of %s: %w", user, err)

@@ -72,7 +72,7 @@ func scanGroup(row scanner, more ...any) (store.Group, error) {
 
 // Group returns a group's current state.
 func (s *Store) Group(ctx context.Context, id candor.GroupID) (store.Group, error) {
-	g, err := scanGroup(conn{s.r, s.d}.queryRow(ctx, `
+	g, err := scanGroup(s.db(s.rs).queryRow(ctx, `
 		SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, []byte(id)))
 	if err != nil {
 		return store.Group{}, fmt.Errorf("sqlstore: loading group %s: %w", id, noRow(err))
@@ -278,7 +278,7 @@ func (s *Store) append(ctx context.Context, req store.AppendRequest) (uint64, er
 func (s *Store) EntryOf(ctx context.Context, id candor.GroupID, msg []byte) (uint64, error) {
 	hash := sha256.Sum256(msg)
 	var seq int64
-	err := conn{s.r, s.d}.queryRow(ctx, `SELECT seq FROM entries WHERE group_id = ? AND message_hash = ?`, []byte(id), hash[:]).Scan(&seq)
+	err := s.db(s.rs).queryRow(ctx, `SELECT seq FROM entries WHERE group_id = ? AND message_hash = ?`, []byte(id), hash[:]).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: looking for a message in group %s: %w", id, noRow(err))
 	}
@@ -378,7 +378,7 @@ func (s *Store) Log(ctx context.Context, id candor.GroupID, after uint64, limit 
 // a group's log.
 func (s *Store) CommitSeq(ctx context.Context, id candor.GroupID, epoch candor.Epoch) (uint64, error) {
 	var seq int64
-	err := conn{s.r, s.d}.queryRow(ctx, `
+	err := s.db(s.rs).queryRow(ctx, `
 		SELECT seq FROM entries WHERE group_id = ? AND epoch = ? AND is_commit = 1`,
 		[]byte(id), u64(uint64(epoch))).Scan(&seq)
 	if err != nil {
@@ -452,7 +452,7 @@ func (s *Store) Welcomes(ctx context.Context, device candor.DeviceID) ([]store.W
 // DeleteWelcome acknowledges a Welcome. ErrNotFound if it is not the
 // device's, or gone.
 func (s *Store) DeleteWelcome(ctx context.Context, device candor.DeviceID, id string) error {
-	n, err := affected(conn{s.w, s.d}.exec(ctx, `DELETE FROM welcomes WHERE id = ? AND device_id = ?`, id, string(device)))
+	n, err := affected(s.db(s.ws).exec(ctx, `DELETE FROM welcomes WHERE id = ? AND device_id = ?`, id, string(device)))
 	if err == nil && n == 0 {
 		err = candor.ErrNotFound
 	}

@@ -178,7 +178,7 @@ func claimOne(ctx context.Context, c conn, device candor.DeviceID, claimed int64
 // or not, and last-resort KeyPackages since replaced.
 func (s *Store) KeyPackageOwner(ctx context.Context, ref []byte) (candor.DeviceID, error) {
 	var device string
-	err := conn{s.r, s.d}.queryRow(ctx, `SELECT device_id FROM key_packages WHERE ref = ?`, blob(ref)).Scan(&device)
+	err := s.db(s.rs).queryRow(ctx, `SELECT device_id FROM key_packages WHERE ref = ?`, blob(ref)).Scan(&device)
 	if err != nil {
 		return "", fmt.Errorf("sqlstore: KeyPackage %x: %w", ref, noRow(err))
 	}

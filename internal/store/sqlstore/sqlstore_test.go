@@ -391,3 +391,128 @@ func BenchmarkAppendParallel(b *testing.B) {
 		b.Run("synchronous="+string(mode), func(b *testing.B) { appendBench(b, mode, 100, true) })
 	}
 }
+
+// BenchmarkLog reads pages of a 1,000-entry log from random positions, as
+// catching-up devices do: limit=1 is the live case (one new entry), where
+// the cost of each statement's preparation shows most; limit=100 a page.
+func BenchmarkLog(b *testing.B) {
+	ctx := context.Background()
+	s, err := openSQLite(ctx, filepath.Join(b.TempDir(), "candor.db"), sqldb.Normal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	hash := sha256.Sum256([]byte("secret"))
+	if err := s.CreateInvitation(ctx, store.Invitation{ID: "inv", User: "alice", SecretHash: hash[:], Created: t0, Expires: t0.Add(time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	fp := sha256.Sum256([]byte("cert"))
+	if err := s.Enrol(ctx, "inv", hash[:], t0, store.Device{ID: "dev", User: "alice", Certificate: []byte("cert"), Fingerprint: fp[:], EnrolledAt: t0}); err != nil {
+		b.Fatal(err)
+	}
+	gid := candor.GroupID("group")
+	if err := s.CreateGroup(ctx, store.Group{ID: gid, Roster: make([]byte, 2048), Created: t0}, "dev"); err != nil {
+		b.Fatal(err)
+	}
+	const entries = 1000
+	var head uint64
+	for i := range entries {
+		msg := make([]byte, 300)
+		copy(msg, strconv.Itoa(i))
+		if head, err = s.Append(ctx, store.AppendRequest{Group: gid, PrevHead: head,
+			Entry: store.Entry{Sender: "dev", Time: t0, Message: msg}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, limit := range []int{1, 100} {
+		b.Run("limit="+strconv.Itoa(limit), func(b *testing.B) {
+			after := uint64(0)
+			for b.Loop() {
+				after = (after + 7919) % (entries - uint64(limit))
+				got, err := s.Log(ctx, gid, after, limit)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got) != limit {
+					b.Fatalf("Log(%d, %d): %d entries", after, limit, len(got))
+				}
+			}
+		})
+	}
+}
+
+// TestPreparedStatements checks that the hot paths run on prepared
+// statements once warm: a second round of the same calls runs no query
+// unprepared, and gives the same answers.
+func TestPreparedStatements(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	hash := sha256.Sum256([]byte("secret"))
+	if err := s.CreateInvitation(ctx, store.Invitation{ID: "inv", User: "alice", SecretHash: hash[:], Created: t0, Expires: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	fp := sha256.Sum256([]byte("cert"))
+	if err := s.Enrol(ctx, "inv", hash[:], t0, store.Device{ID: "dev", User: "alice", Certificate: []byte("cert"), Fingerprint: fp[:], EnrolledAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	gid := candor.GroupID("group")
+	if err := s.CreateGroup(ctx, store.Group{ID: gid, Roster: []byte("roster"), Created: t0}, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	var head uint64
+	round := func(i int) {
+		t.Helper()
+		msg := []byte("message " + strconv.Itoa(i))
+		seq, err := s.Append(ctx, store.AppendRequest{Group: gid, PrevHead: head, Roster: []byte("roster"), Epoch: candor.Epoch(i),
+			Members: []candor.DeviceID{"dev"}, Entry: store.Entry{Sender: "dev", Time: t0, Message: msg}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		head = seq
+		// A replay, a stale head.
+		var replay *store.ReplayError
+		if _, err := s.Append(ctx, store.AppendRequest{Group: gid, PrevHead: head, Entry: store.Entry{Sender: "dev", Time: t0, Message: msg}}); !errors.As(err, &replay) || replay.Seq != seq {
+			t.Fatalf("replayed append: %v", err)
+		}
+		if _, err := s.Append(ctx, store.AppendRequest{Group: gid, PrevHead: head - 1, Entry: store.Entry{Sender: "dev", Time: t0, Message: []byte("stale")}}); !errors.Is(err, candor.ErrConflict) {
+			t.Fatalf("stale append: %v", err)
+		}
+		if got, err := s.Log(ctx, gid, seq-1, 10); err != nil || len(got) != 1 || got[0].Seq != seq || string(got[0].Message) != string(msg) {
+			t.Fatalf("Log: %v, %v", got, err)
+		}
+		if got, err := s.EntryOf(ctx, gid, msg); err != nil || got != seq {
+			t.Fatalf("EntryOf: %d, %v", got, err)
+		}
+		if g, err := s.Group(ctx, gid); err != nil || g.Head != seq {
+			t.Fatalf("Group: %+v, %v", g, err)
+		}
+		if ms, err := s.Members(ctx, gid); err != nil || len(ms) != 1 || ms[0] != "dev" {
+			t.Fatalf("Members: %v, %v", ms, err)
+		}
+		if d, err := s.DeviceByFingerprint(ctx, fp[:]); err != nil || d.ID != "dev" {
+			t.Fatalf("DeviceByFingerprint: %+v, %v", d, err)
+		}
+		if d, err := s.Device(ctx, "dev"); err != nil || d.ID != "dev" {
+			t.Fatalf("Device: %+v, %v", d, err)
+		}
+		if err := s.SetCursor(ctx, "dev", gid, seq); err != nil {
+			t.Fatal(err)
+		}
+		if gs, err := s.GroupsOf(ctx, "dev"); err != nil || len(gs) != 1 || gs[0].Cursor != seq {
+			t.Fatalf("GroupsOf: %+v, %v", gs, err)
+		}
+	}
+	unprepared := func() int64 { return s.ws.unprepared.Load() + s.rs.unprepared.Load() }
+	round(1)
+	if unprepared() == 0 {
+		t.Error("no query was met unprepared in the first round")
+	}
+	warm := unprepared()
+	for i := 2; i <= 4; i++ {
+		round(i)
+	}
+	if got := unprepared() - warm; got != 0 {
+		t.Errorf("%d queries ran unprepared once warm", got)
+	}
+}

@@ -1,0 +1,7 @@
+package client
+
+// For the external tests.
+const (
+	AckInterval = ackInterval
+	MsgAckSent  = msgAckSent
+)
