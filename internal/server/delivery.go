@@ -231,11 +231,13 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 	case err != nil:
 		return api.SendResponse{}, internal(fmt.Errorf("appending to %s: %w", id, err))
 	}
+	// The entry as the store now holds it, encoded once for every stream.
+	frame := entryFrame(id, api.Entry{Seq: seq, Epoch: uint64(info.Epoch), Sender: string(dev.ID), Time: now.UTC(), Message: req.Message})
 	for _, d := range members {
-		s.hub.publish(d, notice{group: id, seq: seq, member: true, welcome: welcomed[d]})
+		s.hub.publish(d, notice{group: id, seq: seq, frame: frame, member: true, welcome: welcomed[d]})
 	}
 	for _, d := range leaving {
-		s.hub.publish(d, notice{group: id, seq: seq})
+		s.hub.publish(d, notice{group: id, seq: seq, frame: frame})
 	}
 	return api.SendResponse{Seq: seq, Epoch: uint64(epoch)}, nil
 }

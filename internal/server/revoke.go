@@ -141,11 +141,12 @@ func (s *Server) appendRemovals(ctx context.Context, id candor.GroupID, d store.
 		if err != nil {
 			return err
 		}
+		now := s.now()
 		seq, err := s.store.Append(ctx, store.AppendRequest{
 			Group:    id,
 			PrevHead: head,
 			// Sender "" marks the server's own entries.
-			Entry:  store.Entry{Epoch: roster.Epoch, Time: s.now(), Message: msg},
+			Entry:  store.Entry{Epoch: roster.Epoch, Time: now, Message: msg},
 			Roster: raw,
 			Epoch:  next.Epoch,
 		})
@@ -157,8 +158,9 @@ func (s *Server) appendRemovals(ctx context.Context, id candor.GroupID, d store.
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "removal proposed", slog.String(keyGroup, id.String()),
 			slog.String(keyDevice, string(d.ID)), slog.Uint64(keyLeaf, uint64(leaf)), slog.Uint64(keySeq, seq))
+		frame := entryFrame(id, api.Entry{Seq: seq, Epoch: uint64(roster.Epoch), Time: now.UTC(), Message: msg})
 		for _, m := range members {
-			s.hub.publish(m, notice{group: id, seq: seq, member: true})
+			s.hub.publish(m, notice{group: id, seq: seq, frame: frame, member: true})
 		}
 		head, roster = seq, next
 	}

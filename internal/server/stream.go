@@ -28,14 +28,33 @@ const (
 // errSlowConsumer closes a stream that fell too far behind.
 var errSlowConsumer = errors.New("server: stream fell too far behind")
 
+// cursorFlush is how often a live stream writes the cursors its acks
+// moved to the store: acks are kept in memory and coalesced, so that
+// reading them never waits on the database.
+const cursorFlush = time.Second
+
 // notice wakes a device's live streams after an append: the group's log
-// has an entry at seq. The stream reads the entry from the store; notices
-// carry no message.
+// has an entry at seq. frame, when not nil, is that entry's StreamFrame,
+// encoded once and shared by every recipient (read-only): a stream that
+// has sent everything up to seq-1 sends it as is, without reading the
+// store. A stream that is further behind catches up from the store.
 type notice struct {
 	group   candor.GroupID
 	seq     uint64
+	frame   []byte
 	member  bool // the device is a member after this entry
 	welcome bool // a Welcome for the device was queued with this entry
+}
+
+// entryFrame encodes the StreamFrame of one appended entry, for notices.
+// It returns nil if the entry cannot be encoded: streams then read it from
+// the store.
+func entryFrame(id candor.GroupID, e api.Entry) []byte {
+	b, err := json.Marshal(api.StreamFrame{Type: api.FrameEntry, GroupID: []byte(id), Entry: &e})
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // hub is the in-process broadcaster: each live stream subscribes, appends
@@ -145,10 +164,12 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request, dev store.
 	// when the connection is closed below, writes and pings by timeouts.
 	// ctx says when the stream should end, and why.
 	connCtx := context.WithoutCancel(ctx)
+	acks := newAckBuffer()
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.readAcks(connCtx, ctx, conn, dev, cancel) }()
+	wg.Add(3)
+	go func() { defer wg.Done(); readAcks(connCtx, conn, acks, cancel) }()
 	go func() { defer wg.Done(); pingLoop(connCtx, ctx, conn, cancel) }()
+	go func() { defer wg.Done(); s.flushAcks(ctx, dev, acks, cancel) }()
 
 	st := &streamState{conn: conn, connCtx: connCtx, dev: dev, sent: make(map[candor.GroupID]uint64), welcomes: make(map[string]bool)}
 	err = s.runStream(ctx, st, sub)
@@ -169,6 +190,10 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request, dev store.
 	}
 	_ = conn.Close(status, reason)
 	wg.Wait()
+	// The acks read since the last flush.
+	if err := s.flushCursors(ctx, dev, acks); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "saving cursors at the end of a stream", slog.String(keyDevice, string(dev.ID)), slog.String(keyErr, err.Error()))
+	}
 	level := slog.LevelDebug
 	if status == websocket.StatusInternalError {
 		level = slog.LevelError
@@ -225,11 +250,10 @@ func (s *Server) checkRevoked(ctx context.Context, id candor.DeviceID) error {
 	return nil
 }
 
-// follow sends what one notice announces.
+// follow sends what one notice announces. It does not check revocation:
+// Revoke kicks the device's streams in this process, and runStream checks
+// the store periodically for revocations by other processes.
 func (s *Server) follow(ctx context.Context, st *streamState, n notice) error {
-	if err := s.checkRevoked(ctx, st.dev.ID); err != nil {
-		return err
-	}
 	if n.welcome {
 		if err := s.sendWelcomes(ctx, st); err != nil {
 			return err
@@ -255,8 +279,19 @@ func (s *Server) follow(ctx context.Context, st *streamState, n notice) error {
 			return nil
 		}
 	}
-	if err := s.sendLog(ctx, st, n.group, n.seq); err != nil {
-		return err
+	switch after := st.sent[n.group]; {
+	case after >= n.seq:
+		// Already sent, by the catch-up that overlapped the subscription.
+	case after == n.seq-1 && n.frame != nil:
+		if err := st.writeRaw(ctx, n.frame); err != nil {
+			return err
+		}
+		st.sent[n.group] = n.seq
+	default:
+		// A gap (or no frame): catch up from the store, in order.
+		if err := s.sendLog(ctx, st, n.group, n.seq); err != nil {
+			return err
+		}
 	}
 	if !n.member {
 		// The entry removed the device: nothing later is for it.
@@ -320,6 +355,14 @@ func (st *streamState) write(ctx context.Context, f api.StreamFrame) error {
 	if err != nil {
 		return err
 	}
+	return st.writeRaw(ctx, b)
+}
+
+// writeRaw sends one encoded frame; b is not modified.
+func (st *streamState) writeRaw(ctx context.Context, b []byte) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
 	ctx, cancel := context.WithTimeout(st.connCtx, streamWrite)
 	defer cancel()
 	if err := st.conn.Write(ctx, websocket.MessageText, b); err != nil {
@@ -333,9 +376,10 @@ var (
 	errPeerGone = errors.New("server: stream connection lost")
 )
 
-// readAcks reads the device's frames: acks, which move its cursors. Any
-// other frame closes the stream.
-func (s *Server) readAcks(connCtx, ctx context.Context, conn *websocket.Conn, dev store.Device, cancel context.CancelCauseFunc) {
+// readAcks reads the device's frames: acks, which it records in acks
+// without waiting on the store (flushAcks writes them). Any other frame
+// closes the stream.
+func readAcks(connCtx context.Context, conn *websocket.Conn, acks *ackBuffer, cancel context.CancelCauseFunc) {
 	for {
 		typ, b, err := conn.Read(connCtx)
 		if err != nil {
@@ -351,11 +395,154 @@ func (s *Server) readAcks(connCtx, ctx context.Context, conn *websocket.Conn, de
 			cancel(err)
 			return
 		}
-		if err := s.ack(ctx, dev, id, seq); err != nil {
-			cancel(err)
-			return
+		acks.add(id, seq)
+	}
+}
+
+// ackBuffer holds the highest seq a stream's device acked per group since
+// the last flush.
+type ackBuffer struct {
+	mu      sync.Mutex
+	pending map[candor.GroupID]uint64
+	wake    chan struct{} // holds a token when pending is not empty
+}
+
+func newAckBuffer() *ackBuffer {
+	return &ackBuffer{pending: make(map[candor.GroupID]uint64), wake: make(chan struct{}, 1)}
+}
+
+func (a *ackBuffer) add(id candor.GroupID, seq uint64) {
+	a.mu.Lock()
+	if cur, ok := a.pending[id]; !ok || seq > cur {
+		a.pending[id] = seq
+	}
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// restore puts back acks that could not be written, unless newer ones
+// came meanwhile.
+func (a *ackBuffer) restore(p map[candor.GroupID]uint64) {
+	if len(p) == 0 {
+		return
+	}
+	a.mu.Lock()
+	for id, seq := range p {
+		if cur, ok := a.pending[id]; !ok || seq > cur {
+			a.pending[id] = seq
 		}
 	}
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the pending acks and empties the buffer.
+func (a *ackBuffer) take() map[candor.GroupID]uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.pending) == 0 {
+		return nil
+	}
+	p := a.pending
+	a.pending = make(map[candor.GroupID]uint64, len(p))
+	return p
+}
+
+// flushAcks writes the cursors a stream's acks moved, at most once per
+// cursorFlush (handleStream writes the last ones when the stream ends,
+// once the acks are all read). A cursor in the
+// store may thus lag the device's acks by up to cursorFlush; delivery is
+// at least once, so the device may get those entries again.
+func (s *Server) flushAcks(ctx context.Context, dev store.Device, acks *ackBuffer, cancel context.CancelCauseFunc) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return // handleStream flushes the last acks
+		case <-acks.wake:
+		}
+		if err := s.flushCursors(ctx, dev, acks); errors.Is(err, errBadFrame) {
+			cancel(err)
+			return
+		} else if err != nil {
+			// The store is slow or failing: the acks are pending again,
+			// and the next flush retries them. Delivery does not depend
+			// on cursors being written.
+			s.log.LogAttrs(ctx, slog.LevelWarn, "saving cursors", slog.String(keyDevice, string(dev.ID)), slog.String(keyErr, err.Error()))
+		}
+		// Coalesce: wait before the next flush.
+		t.Reset(cursorFlush)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// flushCursors writes the pending acks. A flush that has begun finishes
+// (within a bound) even if the stream ends meanwhile: the acks it took
+// would be lost otherwise.
+func (s *Server) flushCursors(ctx context.Context, dev store.Device, acks *ackBuffer) error {
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), streamWrite)
+	defer fcancel()
+	p := acks.take()
+	err := s.setCursors(fctx, dev, p)
+	if err != nil && !errors.Is(err, errBadFrame) {
+		acks.restore(p)
+	}
+	return err
+}
+
+// setCursor writes one cursor for a stream's acks. The cursor writes of
+// all streams take turns (s.cursorTurn), so that they never hold more than
+// one place in the store's queue of writes, ahead of appends: under load,
+// each stream's acks coalesce for longer instead.
+func (s *Server) setCursor(ctx context.Context, device candor.DeviceID, id candor.GroupID, seq uint64) error {
+	select {
+	case s.cursorTurn <- struct{}{}:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	defer func() { <-s.cursorTurn }()
+	return s.store.SetCursor(ctx, device, id, seq)
+}
+
+// setCursors moves a device's cursors to the seqs in acks. Acks for
+// groups the device has left are ignored: it may have been removed while
+// the ack was on its way. An ack past a group's head is a bad frame.
+func (s *Server) setCursors(ctx context.Context, dev store.Device, acks map[candor.GroupID]uint64) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	ms, err := s.store.GroupsOf(ctx, dev.ID)
+	if err != nil {
+		return fmt.Errorf("groups of %s: %w", dev.ID, err)
+	}
+	for _, m := range ms {
+		seq, ok := acks[m.Group.ID]
+		switch {
+		case !ok || seq <= m.Cursor:
+			continue // nothing to move: cursors never go back
+		case seq > m.Group.Head:
+			return fmt.Errorf("%w: ack beyond the head of %s", errBadFrame, m.Group.ID)
+		}
+		err := s.setCursor(ctx, dev.ID, m.Group.ID, seq)
+		if errors.Is(err, candor.ErrNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("setting the cursor of %s in %s: %w", dev.ID, m.Group.ID, err)
+		}
+	}
+	return nil
 }
 
 // headerHasToken reports whether a comma-separated header holds token,
@@ -382,25 +569,6 @@ func parseAck(b []byte) (candor.GroupID, uint64, error) {
 		return "", 0, fmt.Errorf("%w: not an ack", errBadFrame)
 	}
 	return candor.GroupID(f.GroupID), f.Seq, nil
-}
-
-// ack moves a device's cursor. Acks for groups the device has left are
-// ignored: it may have been removed while the ack was on its way.
-func (s *Server) ack(ctx context.Context, dev store.Device, id candor.GroupID, seq uint64) error {
-	ms, err := s.store.GroupsOf(ctx, dev.ID)
-	if err != nil {
-		return fmt.Errorf("groups of %s: %w", dev.ID, err)
-	}
-	for _, m := range ms {
-		if m.Group.ID != id {
-			continue
-		}
-		if seq > m.Group.Head {
-			return fmt.Errorf("%w: ack beyond the head of %s", errBadFrame, id)
-		}
-		return s.store.SetCursor(ctx, dev.ID, id, seq)
-	}
-	return nil
 }
 
 // pingLoop pings the device, and ends the stream when it stops answering.

@@ -262,3 +262,70 @@ func TestRemovedMember(t *testing.T) {
 		t.Fatalf("a removed device got %s", b)
 	}
 }
+
+// TestStreamLiveFrames: a live entry, sent from the append without reading
+// the store, is the entry the log holds; acks coalesce in memory and the
+// last ones are written when the stream closes.
+func TestStreamLiveFrames(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, bob := e.enrol("alice", "laptop"), e.enrol("bob", "phone")
+	id := candor.GroupID("liveframes")
+	pair(t, alice, bob, id)
+
+	bs := bob.dialStream(t)
+	wantEntry(t, readFrame(t, bs), id, 1)
+	var live []api.Entry
+	for i := range 5 {
+		_, resp := alice.send(id, "live")
+		f := readFrame(t, bs)
+		wantEntry(t, f, id, resp.Seq)
+		if resp.Seq != uint64(i+2) {
+			t.Fatalf("seq %d, want %d", resp.Seq, i+2)
+		}
+		live = append(live, *f.Entry)
+	}
+	var page api.Log
+	bob.call("GET", groupPath(api.PathMessages, id)+"?after=1", nil, &page)
+	if len(page.Entries) != len(live) {
+		t.Fatalf("%d entries in the log, %d live", len(page.Entries), len(live))
+	}
+	for i, got := range live {
+		want := page.Entries[i]
+		if got.Seq != want.Seq || got.Epoch != want.Epoch || got.Sender != want.Sender ||
+			!got.Time.Equal(want.Time) || string(got.Message) != string(want.Message) {
+			t.Fatalf("live entry %+v, the log's %+v", got, want)
+		}
+	}
+
+	// Acks in a burst, then the close: the cursor ends at the last.
+	for seq := uint64(2); seq <= 6; seq++ {
+		writeFrame(t, bs, api.StreamFrame{Type: api.FrameAck, GroupID: []byte(id), Seq: seq})
+	}
+	if err := bs.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		var head api.GroupHead
+		bob.call("GET", groupPath(api.PathGroup, id), nil, &head)
+		return head.Cursor == 6
+	})
+	// A new stream resumes after the cursor.
+	bs = bob.dialStream(t)
+	_, resp := alice.send(id, "after")
+	wantEntry(t, readFrame(t, bs), id, resp.Seq)
+}
+
+// TestStreamAckPastHead: an ack past the head closes the stream with 1008,
+// once the cursor is written.
+func TestStreamAckPastHead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, bob := e.enrol("alice", "laptop"), e.enrol("bob", "phone")
+	id := candor.GroupID("pasthead")
+	pair(t, alice, bob, id)
+	bs := bob.dialStream(t)
+	wantEntry(t, readFrame(t, bs), id, 1)
+	writeFrame(t, bs, api.StreamFrame{Type: api.FrameAck, GroupID: []byte(id), Seq: 99})
+	wantClosed(t, bs, websocket.StatusPolicyViolation)
+}
