@@ -412,23 +412,19 @@ func newAckBuffer() *ackBuffer {
 }
 
 func (a *ackBuffer) add(id candor.GroupID, seq uint64) {
-	a.mu.Lock()
-	if cur, ok := a.pending[id]; !ok || seq > cur {
-		a.pending[id] = seq
-	}
-	a.mu.Unlock()
-	select {
-	case a.wake <- struct{}{}:
-	default:
-	}
+	a.merge(map[candor.GroupID]uint64{id: seq})
 }
 
 // restore puts back acks that could not be written, unless newer ones
 // came meanwhile.
 func (a *ackBuffer) restore(p map[candor.GroupID]uint64) {
-	if len(p) == 0 {
-		return
+	if len(p) > 0 {
+		a.merge(p)
 	}
+}
+
+// merge keeps the highest seq per group and wakes the flusher.
+func (a *ackBuffer) merge(p map[candor.GroupID]uint64) {
 	a.mu.Lock()
 	for id, seq := range p {
 		if cur, ok := a.pending[id]; !ok || seq > cur {
