@@ -50,6 +50,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	if err := c.topUp(ctx); err != nil {
 		return err
 	}
+	c.addSiblings(ctx)
 	return nil
 }
 
