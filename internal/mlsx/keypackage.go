@@ -13,6 +13,7 @@ import (
 	mlsext "github.com/thomas-vilte/mls-go/extensions"
 	"github.com/thomas-vilte/mls-go/framing"
 	"github.com/thomas-vilte/mls-go/keypackages"
+	"github.com/thomas-vilte/mls-go/treesync"
 )
 
 // KeyPackageLifetime is how long a KeyPackage made by a device stays valid.
@@ -56,6 +57,17 @@ func ParseKeyPackage(msg []byte, now time.Time) (KeyPackageInfo, error) {
 	suite := Suite(kp.CipherSuite)
 	if err := kp.Verify(kp.CipherSuite); err != nil {
 		return KeyPackageInfo{}, fmt.Errorf("key package: %w", ErrBadSignature)
+	}
+	// The leaf node is signed on its own (RFC 9420 §7.2); members check
+	// that signature when the KeyPackage is added, so the directory must
+	// not hand out one they would refuse. It is checked through the tree
+	// code's decoding, not the KeyPackage's.
+	leaf, err := treesync.UnmarshalLeafNodeData(kp.LeafNode.Marshal())
+	if err != nil {
+		return KeyPackageInfo{}, fmt.Errorf("key package leaf node: %w", ErrMalformed)
+	}
+	if err := leaf.Verify(kp.CipherSuite); err != nil {
+		return KeyPackageInfo{}, fmt.Errorf("key package leaf node: %w", ErrBadSignature)
 	}
 	info := KeyPackageInfo{
 		Ref:        keyPackageRef(kp),
@@ -118,33 +130,12 @@ func hasExtension(exts []mlsext.Extension, t mlsext.ExtensionType) bool {
 	return false
 }
 
-// newKeyPackage makes one KeyPackage for id in suite, signed, with its
-// private keys encoded for the Store.
+// newKeyPackage makes one KeyPackage for id in suite, with fresh HPKE
+// keys, signed, and its private keys encoded for the Store.
 func newKeyPackage(id Identity, suite Suite, lastResort bool, now time.Time) (ref, wire, secrets []byte, err error) {
-	cred, err := id.credential()
+	kp, priv, err := buildKeyPackage(id, suite, nil, lastResort, now.Add(-time.Hour), now.Add(KeyPackageLifetime))
 	if err != nil {
 		return nil, nil, nil, err
-	}
-	notBefore := uint64(now.Add(-time.Hour).Unix())
-	notAfter := uint64(now.Add(KeyPackageLifetime).Unix())
-	kp, priv, err := keypackages.Generate(cred, suite.lib(), keypackages.WithLifetime(notBefore, notAfter))
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("mlsx: making key package: %v", err)
-	}
-	if lastResort {
-		// The last_resort extension (RFC 9420 §17.3) sits in the KeyPackage's
-		// own extensions, outside the LeafNode, so only the outer signature
-		// needs redoing.
-		ext, err := mlsext.NewLastResortExtension().ToExtension()
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("mlsx: last resort extension: %v", err)
-		}
-		kp.Extensions = append(kp.Extensions, *ext)
-		sig, err := ciphersuite.SignWithLabel(ciphersuite.NewSignaturePrivateKey(id.Key), "KeyPackageTBS", kp.MarshalTBS())
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("mlsx: signing key package: %v", err)
-		}
-		kp.Signature = sig.AsSlice()
 	}
 	wire = (&framing.MLSMessage{KeyPackage: kp.Marshal()}).Marshal()
 	secrets, err = json.Marshal(storedKeyPackage{
@@ -157,6 +148,80 @@ func newKeyPackage(id Identity, suite Suite, lastResort bool, now time.Time) (re
 		return nil, nil, nil, err
 	}
 	return keyPackageRef(kp), wire, secrets, nil
+}
+
+// ArchiveKeyPackage makes a last-resort KeyPackage (RFC 9420 §17.3) for
+// the organisation's archive at suite 0x0002, valid from notBefore to
+// notAfter, whose HPKE keys are the given ones rather than fresh: the
+// archive's keys are derived from the secret its custodians share, so that
+// nothing private about it is ever stored and an opening recomputes them
+// (see JoinPassive). The one KeyPackage serves every group, which its
+// last_resort extension allows; the archive never commits, so its leaf
+// keeps these keys. It returns the MLSMessage-wrapped KeyPackage.
+func ArchiveKeyPackage(id Identity, secrets KeyPackageSecrets, notBefore, notAfter time.Time) ([]byte, error) {
+	if !notBefore.Before(notAfter) {
+		return nil, fmt.Errorf("mlsx: archive key package lifetime ends before it starts: %w", candor.ErrInvalid)
+	}
+	priv, err := secrets.lib(DefaultSuite)
+	if err != nil {
+		return nil, err
+	}
+	kp, _, err := buildKeyPackage(id, DefaultSuite, priv, true, notBefore, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	return (&framing.MLSMessage{KeyPackage: kp.Marshal()}).Marshal(), nil
+}
+
+// buildKeyPackage makes and signs a KeyPackage for id in suite. Its HPKE
+// keys are fresh, or those of keys when it is not nil.
+func buildKeyPackage(id Identity, suite Suite, keys *keypackages.KeyPackagePrivateKeys, lastResort bool, notBefore, notAfter time.Time) (*keypackages.KeyPackage, *keypackages.KeyPackagePrivateKeys, error) {
+	cred, err := id.credential()
+	if err != nil {
+		return nil, nil, err
+	}
+	life := keypackages.WithLifetime(uint64(max(notBefore.Unix(), 0)), uint64(max(notAfter.Unix(), 0)))
+	kp, priv, err := keypackages.Generate(cred, suite.lib(), life)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mlsx: making key package: %v", err)
+	}
+	signer := ciphersuite.NewSignaturePrivateKey(id.Key)
+	resign := lastResort
+	if keys != nil {
+		// The library makes its own keys; the leaf node, which carries
+		// the encryption key, is signed again over the given ones. For a
+		// key_package leaf its to-be-signed part (RFC 9420 §7.2) is its
+		// encoding without the trailing signature, an empty one being a
+		// single zero length byte.
+		kp.InitKey = keys.InitKey.PublicKey().Bytes()
+		kp.LeafNode.EncryptionKey = keys.EncryptionKey.PublicKey().Bytes()
+		kp.LeafNode.Signature = nil
+		tbs := kp.LeafNode.Marshal()
+		sig, err := ciphersuite.SignWithLabel(signer, "LeafNodeTBS", tbs[:len(tbs)-1])
+		if err != nil {
+			return nil, nil, fmt.Errorf("mlsx: signing leaf node: %v", err)
+		}
+		kp.LeafNode.Signature = sig.AsSlice()
+		priv.InitKey, priv.EncryptionKey = keys.InitKey, keys.EncryptionKey
+		resign = true
+	}
+	if lastResort {
+		// The last_resort extension sits in the KeyPackage's own
+		// extensions, outside the leaf node.
+		ext, err := mlsext.NewLastResortExtension().ToExtension()
+		if err != nil {
+			return nil, nil, fmt.Errorf("mlsx: last resort extension: %v", err)
+		}
+		kp.Extensions = append(kp.Extensions, *ext)
+	}
+	if resign {
+		sig, err := ciphersuite.SignWithLabel(signer, "KeyPackageTBS", kp.MarshalTBS())
+		if err != nil {
+			return nil, nil, fmt.Errorf("mlsx: signing key package: %v", err)
+		}
+		kp.Signature = sig.AsSlice()
+	}
+	return kp, priv, nil
 }
 
 // kemCurve is the Diffie-Hellman group of a suite's HPKE KEM.
