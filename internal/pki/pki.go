@@ -1,7 +1,8 @@
-// Package pki is the organisation's certificate authority for devices: it
-// issues each enrolled device an X.509 certificate (ECDSA P-256) whose
-// subject names the person and the device, and verifies such certificates.
-// The certificate is the device's MLS credential (RFC 9420 §5.3.1).
+// Package pki is the organisation's certificate authority: it issues each
+// enrolled device an X.509 certificate (ECDSA P-256) whose subject names
+// the person and the device, and the organisation's archive one that marks
+// it as the archive, and verifies both kinds. The certificate is the MLS
+// credential (RFC 9420 §5.3.1) of the device or archive.
 package pki
 
 import (
@@ -167,6 +168,9 @@ func (ca *CA) Verify(der []byte, now time.Time) (Device, error) {
 
 // DeviceOf reads whom a device certificate names, without verifying it.
 func DeviceOf(cert *x509.Certificate) (Device, error) {
+	if isArchive(cert) {
+		return Device{}, fmt.Errorf("pki: the archive's certificate names no device: %w", candor.ErrInvalid)
+	}
 	if cert.Subject.CommonName == "" || len(cert.Subject.OrganizationalUnit) != 1 {
 		return Device{}, fmt.Errorf("pki: certificate names no device: %w", candor.ErrInvalid)
 	}
