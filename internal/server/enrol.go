@@ -12,12 +12,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"candor"
 	"candor/api"
+	"candor/internal/pki"
 	"candor/internal/store"
 )
 
@@ -67,6 +69,11 @@ func validDeviceName(s string) bool {
 func (s *Server) Invite(ctx context.Context, user candor.UserID, lifetime time.Duration, serverAddr string) (api.InvitationCode, error) {
 	if !ValidUserID(user) {
 		return api.InvitationCode{}, fmt.Errorf("server: user id %q: must be 1 to %d letters, digits, '.', '_', '@' or '-': %w", user, maxUserID, candor.ErrInvalid)
+	}
+	if strings.EqualFold(string(user), pki.ArchiveName) {
+		// Member lists show the archive by this name: no person may look
+		// like it.
+		return api.InvitationCode{}, fmt.Errorf("server: user id %q is reserved for the organisation's archive: %w", user, candor.ErrInvalid)
 	}
 	if serverAddr == "" {
 		return api.InvitationCode{}, fmt.Errorf("server: an invitation needs the server's address: %w", candor.ErrInvalid)

@@ -357,8 +357,10 @@ func TestEnrolment(t *testing.T) {
 	st, ae, _ = enrol(api.EnrolRequest{Invitation: late.ID, Secret: late.Secret, Name: "tablet", CSR: csr(t, key)})
 	wantCode(t, st, ae, api.CodeBadInvitation) // expired
 
-	if _, err := e.srv.Invite(e.ctx, "not a user!", 0, e.addr); !errors.Is(err, candor.ErrInvalid) {
-		t.Fatalf("inviting a bad user id: %v", err)
+	for _, user := range []candor.UserID{"not a user!", "archive", "Archive"} {
+		if _, err := e.srv.Invite(e.ctx, user, 0, e.addr); !errors.Is(err, candor.ErrInvalid) {
+			t.Fatalf("inviting %q: %v, want ErrInvalid", user, err)
+		}
 	}
 	// No secret in the logs.
 	for _, s := range [][]byte{code.Secret, late.Secret} {
