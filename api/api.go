@@ -25,6 +25,7 @@ const (
 	PathGroup       = Version + "/groups/{group}"           // GET   → GroupHead (members included)
 	PathMessages    = Version + "/groups/{group}/messages"  // POST  SendRequest → SendResponse; GET ?after=N&limit=M → Log
 	PathCursor      = Version + "/groups/{group}/cursor"    // PUT   Cursor
+	PathLeave       = Version + "/groups/{group}/leave"     // POST  (empty): the server proposes the removal of the caller's person
 	PathWelcomes    = Version + "/welcomes"                 // GET   → WelcomeList
 	PathWelcome     = Version + "/welcomes/{id}"            // DELETE: acknowledge
 	PathStream      = Version + "/stream"                   // GET   WebSocket upgrade; frames are StreamFrame

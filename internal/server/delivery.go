@@ -185,6 +185,9 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 		if err := checkSender(roster, info.Sender, dev); err != nil {
 			return api.SendResponse{}, err
 		}
+		if info.Content == mlsx.ContentCommit && removalPending(roster, dev) {
+			return api.SendResponse{}, fail(api.CodeNotMember, "the device is leaving the group: its removal is proposed", nil)
+		}
 		next, _, err := roster.Apply(req.Message)
 		if err != nil {
 			return api.SendResponse{}, s.applyError(ctx, g, info, err)

@@ -223,6 +223,7 @@ func (s *Server) routes() {
 	route("POST", api.PathMessages, s.device(s.handleSend))
 	route("GET", api.PathMessages, s.device(s.handleLog))
 	route("PUT", api.PathCursor, s.device(s.handleCursor))
+	route("POST", api.PathLeave, s.device(s.handleLeave))
 	route("GET", api.PathWelcomes, s.device(s.handleWelcomes))
 	route("DELETE", api.PathWelcome, s.device(s.handleDeleteWelcome))
 	route("GET", api.PathStream, s.device(s.handleStream))
@@ -234,7 +235,7 @@ func (s *Server) routes() {
 		{"POST", api.PathEnrol}, {"GET", api.PathMe}, {"GET", api.PathDevices}, {"DELETE", api.PathDevice},
 		{"POST", api.PathKeyPackages}, {"GET", api.PathKeyPackages}, {"POST", api.PathClaim},
 		{"POST", api.PathGroups}, {"GET", api.PathGroups}, {"GET", api.PathGroup},
-		{"POST", api.PathMessages}, {"GET", api.PathMessages}, {"PUT", api.PathCursor},
+		{"POST", api.PathMessages}, {"GET", api.PathMessages}, {"PUT", api.PathCursor}, {"POST", api.PathLeave},
 		{"GET", api.PathWelcomes}, {"DELETE", api.PathWelcome}, {"GET", api.PathStream},
 	} {
 		allowed[p.path] = append(allowed[p.path], p.method)
