@@ -1,33 +1,32 @@
-// Package demo runs candor's demonstration: an organisation, its people and
-// their devices, and one conversation, narrated step by step in plain words.
-// Everything is real (certificates, MLS groups, encryption, durable state)
-// but in memory and in one process; the server comes with a later version.
+// Package demo runs candor's demonstration: an organisation's server
+// started in this process, people enrolling their devices with
+// invitations, and one conversation, narrated step by step in plain words.
+// Nothing is simulated: the devices are package client talking HTTPS with
+// mutual TLS to package server, with MLS groups, SQLite files and
+// certificates from the organisation's CA, all in a temporary folder.
 package demo
 
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"candor"
-	"candor/internal/devstore"
-	"candor/internal/mlsx"
-	"candor/internal/pki"
+	"candor/client"
 )
 
 // Config configures a demonstration run.
 type Config struct {
 	Out io.Writer // where the narration goes
-	// Dir is a folder for the devices' databases; it must exist.
+	// Dir is a folder for the server's data and the devices' profiles; it
+	// must exist. The caller removes it.
 	Dir string
 	// Corpus is the multilingual snippet file (udhr-snippets.tsv); when it
 	// cannot be read, built-in sentences are used.
@@ -36,192 +35,175 @@ type Config struct {
 
 // device is one enrolled device in the demonstration.
 type device struct {
-	name  pki.Device
-	dev   *mlsx.Device
-	store *devstore.Store
-	group *mlsx.Group
+	label string // alice/laptop
+	c     *client.Client
 }
 
 // Run narrates the demonstration to cfg.Out.
 func Run(ctx context.Context, cfg Config) (err error) {
 	out := &narrator{w: cfg.Out}
-	now := time.Now()
 
-	out.step("An organisation and its certificate authority")
-	ca, err := pki.NewCA("Example Bank", now)
+	out.step("An organisation and its server")
+	srv, err := StartServer(ctx, filepath.Join(cfg.Dir, "server"), "Example Bank")
 	if err != nil {
-		return err
+		return fmt.Errorf("starting the server: %w", err)
 	}
-	out.say("Example Bank runs its own CA. Every device that joins a conversation holds a certificate from it;")
-	out.say("a device without one cannot be a member, and every member can see who the others are.")
+	defer func() { err = errors.Join(err, srv.Close()) }()
+	out.say("Example Bank runs its own certificate authority and a candor server, here at %s.", srv.Addr)
+	out.say("The server carries encrypted messages and never holds a key that opens them.")
 
-	validator := mlsx.ValidatorFunc(func(ctx context.Context, _ candor.GroupID, m mlsx.Member) error {
-		if m.Credential.Kind != mlsx.CredentialX509 {
-			return errors.New("not a device certificate")
+	out.step("Enrolling devices with invitations")
+	var devices, enrolled []*device
+	defer func() {
+		for _, d := range enrolled {
+			err = errors.Join(err, d.c.Close())
 		}
-		_, err := ca.Verify(m.Credential.Chain[0], time.Now())
-		return err
-	})
-
-	out.step("Enrolling devices")
-	var devices []*device
-	for _, who := range []pki.Device{{User: "alice", Device: "laptop"}, {User: "bob", Device: "laptop"}, {User: "bob", Device: "phone"}, {User: "carol", Device: "desk"}} {
-		d, err := enrol(ctx, ca, who, validator, cfg.Dir, now)
+	}()
+	for _, who := range []struct{ user, name string }{{"alice", "laptop"}, {"bob", "laptop"}, {"bob", "phone"}, {"carol", "desk"}} {
+		code, err := srv.Invite(ctx, candor.UserID(who.user), time.Hour)
 		if err != nil {
 			return err
 		}
-		defer func() { err = errors.Join(err, d.store.Close()) }()
+		home := filepath.Join(cfg.Dir, who.user+"-"+who.name)
+		c, err := client.Enrol(ctx, home, code, who.name)
+		if err != nil {
+			return fmt.Errorf("enrolling %s's %s: %w", who.user, who.name, err)
+		}
+		d := &device{label: who.user + "/" + who.name, c: c}
+		enrolled = append(enrolled, d)
 		devices = append(devices, d)
-		out.say("%-13s made its own key and received a certificate; its MLS state lives in its own database.", who)
+		out.say("%-13s used a one-time invitation, made its own key, checked that the server is Example Bank's,", d.label)
+		out.say("%-13s and received a certificate as device %s.", "", c.Device())
 	}
 	alice, bobLaptop, bobPhone, carol := devices[0], devices[1], devices[2], devices[3]
 
 	out.step("Alice starts a conversation with Bob and Carol")
-	g, err := alice.dev.CreateGroup(ctx, candor.GroupID("trading-desk"), mlsx.GroupOptions{})
+	gid, err := alice.c.CreateGroup(ctx, "trading desk", "bob", "carol")
 	if err != nil {
 		return err
 	}
-	alice.group = g
-	var kps [][]byte
-	for _, d := range devices[1:] {
-		kp, err := d.dev.KeyPackages(ctx, 1)
-		if err != nil {
-			return err
-		}
-		kps = append(kps, kp[0])
-	}
-	c, err := g.Commit(ctx, mlsx.CommitOptions{Add: kps})
-	if err != nil {
+	if err := syncAll(ctx, devices); err != nil {
 		return err
 	}
-	if _, err := g.Confirm(ctx); err != nil {
+	out.say("Alice named the people, not their devices: one commit added every device of Bob and of Carol,")
+	out.say("and each joined from its own encrypted Welcome.")
+	if err := out.members(ctx, alice.c, gid); err != nil {
 		return err
 	}
-	for _, d := range devices[1:] {
-		if d.group, err = d.dev.Join(ctx, c.Welcome); err != nil {
-			return fmt.Errorf("%s joining: %w", d.name, err)
-		}
-	}
-	out.say("One commit added all three of Bob's and Carol's devices (%d bytes); each joined from the Welcome (%d bytes).", len(c.Message), len(c.Welcome))
-	out.members(g)
 
 	out.step("Messages in several languages")
 	for i, text := range sentences(cfg.Corpus) {
-		from := devices[i%len(devices)]
-		if err := deliver(ctx, out, from, devices, text); err != nil {
+		if err := deliver(ctx, out, devices[i%len(devices)], devices, gid, text); err != nil {
 			return err
 		}
 	}
 
 	out.step("Carol rotates her keys")
-	if err := commitAll(ctx, carol, mlsx.CommitOptions{}, devices); err != nil {
+	if err := carol.c.UpdateKeys(ctx, gid); err != nil {
 		return err
 	}
-	out.say("An empty commit gives the group fresh keys (post-compromise security). The group is at epoch %d.", carol.group.Epoch())
-	if err := deliver(ctx, out, bobPhone, devices, "Keys rotated; all still here."); err != nil {
+	out.say("An empty commit gives the conversation fresh keys: whoever stole Carol's old ones reads nothing from now on.")
+	if err := deliver(ctx, out, bobPhone, devices, gid, "Keys rotated; all still here."); err != nil {
 		return err
 	}
 
 	out.step("Bob loses his phone")
-	phoneLeaf := bobPhone.group.OwnLeaf()
-	if err := commitAll(ctx, bobLaptop, mlsx.CommitOptions{Remove: []uint32{phoneLeaf}}, devices); err != nil {
+	if err := bobLaptop.c.RemoveDevice(ctx, bobPhone.c.Device()); err != nil {
 		return err
 	}
-	out.say("From his laptop, Bob removes the phone. The phone forgot the conversation's keys when it saw its removal.")
+	out.say("From his laptop, Bob removes the phone. The server refuses it from now on, and the laptop")
+	out.say("committed its removal: the conversation moved to keys the phone never had.")
 	devices = []*device{alice, bobLaptop, carol}
-	secret, err := alice.group.Encrypt(ctx, []byte("The phone must not read this."))
-	if err != nil {
+	if err := deliver(ctx, out, alice, devices, gid, "The phone must not read this."); err != nil {
 		return err
 	}
-	if _, err := bobPhone.group.Process(ctx, secret); err == nil {
-		return errors.New("the removed phone could read a new message")
-	} else {
-		out.say("A new message reaches the old phone and it cannot read it: %v.", err)
+	if err := bobPhone.c.Sync(ctx); !errors.Is(err, client.ErrRevoked) {
+		return fmt.Errorf("the removed phone was not refused: %v", err)
 	}
-	for _, d := range devices[1:] {
-		if _, err := d.group.Process(ctx, secret); err != nil {
-			return err
-		}
+	if ms, err := bobPhone.c.Messages(ctx, gid); err != nil || slices.ContainsFunc(ms, func(m client.Message) bool { return m.Text == "The phone must not read this." }) {
+		return fmt.Errorf("the removed phone holds the message written after its removal (%v)", err)
 	}
-	out.members(alice.group)
+	out.say("The phone asks for news and the server says: %q.", firstSentence(client.ErrRevoked))
+	out.say("Its history stops before Alice's last message.")
+	if err := out.members(ctx, alice.c, gid); err != nil {
+		return err
+	}
 
-	out.step("Everyone agrees on the state of the conversation")
-	auth := alice.group.EpochAuthenticator()
-	for _, d := range devices {
-		if string(d.group.EpochAuthenticator()) != string(auth) {
-			return fmt.Errorf("%s disagrees about the group", d.name)
-		}
+	out.step("Carol leaves")
+	if err := carol.c.Leave(ctx, gid); err != nil {
+		return err
 	}
-	out.say("All %d devices derive the same epoch authenticator, %x…, which they could compare in person.", len(devices), auth[:8])
+	out.say("A member cannot remove itself in MLS, so the server proposes the removal of Carol's devices")
+	out.say("and the next member to write commits it. Carol's device forgot the keys at once; her history stays.")
+	devices = []*device{alice, bobLaptop}
+	if err := deliver(ctx, out, bobLaptop, devices, gid, "Carol has moved to another desk."); err != nil {
+		return err
+	}
+	if err := out.members(ctx, bobLaptop.c, gid); err != nil {
+		return err
+	}
 
 	out.step("Still to come")
-	out.say("The server that carries these messages, the archive member that keeps the organisation's record —")
-	out.say("visible in every member list, opened only by k of n custodians and only with an entry in a public log —")
-	out.say("and the terminal chat come next. See README.md.")
+	out.say("The archive member that keeps the organisation's record, visible in every member list and opened")
+	out.say("only by k of n custodians after an entry in a public log, comes next. See README.md.")
 	return out.err
 }
 
-func enrol(ctx context.Context, ca *pki.CA, who pki.Device, v mlsx.Validator, dir string, now time.Time) (*device, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := ca.Issue(who.User, who.Device, &key.PublicKey, now)
-	if err != nil {
-		return nil, err
-	}
-	store, err := devstore.Open(ctx, fmt.Sprintf("%s/%s-%s.db", dir, who.User, who.Device))
-	if err != nil {
-		return nil, err
-	}
-	dev, err := mlsx.NewDevice(ctx, mlsx.Config{Identity: mlsx.Identity{Key: key, Chain: [][]byte{cert}}, Store: store, Validator: v})
-	if err != nil {
-		return nil, errors.Join(err, store.Close())
-	}
-	return &device{name: who, dev: dev, store: store}, nil
-}
-
-// commitAll has d commit opts, confirms it and delivers it to the others.
-func commitAll(ctx context.Context, d *device, opts mlsx.CommitOptions, all []*device) error {
-	c, err := d.group.Commit(ctx, opts)
-	if err != nil {
-		return err
-	}
-	if _, err := d.group.Confirm(ctx); err != nil {
-		return err
-	}
-	for _, o := range all {
-		if o != d {
-			if _, err := o.group.Process(ctx, c.Message); err != nil {
-				return fmt.Errorf("%s processing a commit: %w", o.name, err)
-			}
+// syncAll has every device catch up with the server.
+func syncAll(ctx context.Context, devices []*device) error {
+	for _, d := range devices {
+		if err := d.c.Sync(ctx); err != nil {
+			return fmt.Errorf("%s catching up: %w", d.label, err)
 		}
 	}
 	return nil
 }
 
-func deliver(ctx context.Context, out *narrator, from *device, all []*device, text string) error {
-	ct, err := from.group.Encrypt(ctx, []byte(text))
+// deliver sends text from one device and has the others catch up; it
+// narrates how many of them could read it.
+func deliver(ctx context.Context, out *narrator, from *device, all []*device, gid candor.GroupID, text string) error {
+	// Catching up first lets the sender commit what waits in the group
+	// (a removal the server proposed) before it encrypts.
+	if err := from.c.Sync(ctx); err != nil {
+		return fmt.Errorf("%s catching up: %w", from.label, err)
+	}
+	m, err := from.c.Send(ctx, gid, text)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s sending: %w", from.label, err)
 	}
 	read := 0
 	for _, d := range all {
 		if d == from {
 			continue
 		}
-		ev, err := d.group.Process(ctx, ct)
-		if err != nil {
-			return fmt.Errorf("%s reading from %s: %w", d.name, from.name, err)
+		if err := d.c.Sync(ctx); err != nil {
+			return fmt.Errorf("%s catching up: %w", d.label, err)
 		}
-		if string(ev.Plaintext) != text {
-			return fmt.Errorf("%s read something else than %s wrote", d.name, from.name)
+		ms, err := d.c.Messages(ctx, gid)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(ms, func(got client.Message) bool { return got.Seq == m.Seq && got.Text == text }) {
+			return fmt.Errorf("%s did not read what %s wrote", d.label, from.label)
 		}
 		read++
 	}
-	out.say("%-13s » %s", from.name, text)
-	out.say("%13s   (%d bytes encrypted, read by %d devices)", "", len(ct), read)
+	out.say("%-13s » %s", from.label, text)
+	others := "other devices"
+	if read == 1 {
+		others = "other device"
+	}
+	out.say("%13s   (entry %d of the conversation's log, read by %d %s)", "", m.Seq, read, others)
 	return nil
+}
+
+// firstSentence is an error's message up to its first semicolon or colon.
+func firstSentence(err error) string {
+	s := err.Error()
+	if i := strings.IndexAny(s, ";:"); i > 0 {
+		s = s[:i]
+	}
+	return s
 }
 
 // sentences picks one snippet in each of a few languages from the corpus,
@@ -276,19 +258,29 @@ func (n *narrator) printf(format string, args ...any) {
 	}
 }
 
-func (n *narrator) members(g *mlsx.Group) {
-	n.say("Members of the conversation, as every device sees them (epoch %d):", g.Epoch())
-	for _, m := range g.Members() {
-		name := "unknown"
-		issuer := ""
-		if cert, err := m.Credential.Certificate(); err == nil {
-			if d, err := pki.DeviceOf(cert); err == nil {
-				name = d.String()
-			}
-			issuer = issuerOf(cert)
-		}
-		n.say("  leaf %d  %-13s certified by %s", m.Leaf, name, issuer)
+// members prints the member list as c's device holds it, which is the
+// list every member's device holds: each device, by person and name.
+func (n *narrator) members(ctx context.Context, c *client.Client, gid candor.GroupID) error {
+	ms, err := c.Members(ctx, gid)
+	if err != nil {
+		return err
 	}
+	names := map[candor.DeviceID]string{}
+	for _, m := range ms {
+		if _, ok := names[m.Device]; ok {
+			continue
+		}
+		devs, err := c.Devices(ctx, m.User)
+		if err != nil {
+			return err
+		}
+		for _, d := range devs {
+			names[d.ID] = d.Name
+		}
+	}
+	n.say("Members of the conversation, as every member's device sees them:")
+	for _, m := range ms {
+		n.say("  leaf %d  %-13s device %s", m.Leaf, string(m.User)+"/"+names[m.Device], m.Device)
+	}
+	return nil
 }
-
-func issuerOf(cert *x509.Certificate) string { return cert.Issuer.CommonName }
