@@ -56,6 +56,13 @@ type Config struct {
 	// PingInterval is how often Run checks that the live stream is alive;
 	// zero means 30s.
 	PingInterval time.Duration
+	// Passphrase protects the device's storage key, under which its local
+	// state is encrypted; empty means the CANDOR_PASSPHRASE environment
+	// variable. Enrolling with a passphrase keeps the key wrapped under
+	// it; without one, the key goes to the OS keyring where one answers,
+	// else to a key file in the profile folder. Open uses whatever
+	// enrolment chose, and needs the same passphrase.
+	Passphrase Passphrase
 }
 
 func (cfg Config) withDefaults() Config {
@@ -108,9 +115,10 @@ type Client struct {
 }
 
 // Open opens the device enrolled in the profile folder home. It does no
-// network I/O: history can be read offline.
+// network I/O: history can be read offline. A wrong passphrase is
+// ErrWrongKey, a missing one ErrPassphraseNeeded.
 func Open(ctx context.Context, home string, cfg Config) (*Client, error) {
-	id, err := loadIdentity(home)
+	id, err := loadIdentity(ctx, home, cfg.withDefaults())
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +138,7 @@ func open(ctx context.Context, home string, id *identity, cfg Config) (*Client, 
 	if err != nil {
 		return nil, err
 	}
-	store, err := devstore.Open(ctx, filepath.Join(home, fileDatabase))
+	store, err := devstore.Open(ctx, filepath.Join(home, fileDatabase), id.storage)
 	if err != nil {
 		return nil, err
 	}

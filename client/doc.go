@@ -7,7 +7,10 @@
 // presents the certificate the organisation's CA issued it at enrolment and
 // accepts only a server whose certificate chains to that CA. The wire
 // protocol is package api; the MLS side (RFC 9420) is internal/mlsx; the
-// device's state and history live in one SQLite file (internal/devstore).
+// device's state and history live in one SQLite file (internal/devstore),
+// encrypted at rest under the device's storage key, which a passphrase,
+// the OS keyring or a key file protects (Config.Passphrase;
+// docs/design/client-storage.md).
 //
 // Conversations are MLS groups. [Client.CreateGroup], [Client.AddUsers] and
 // [Client.RemoveUsers] commit membership changes (RFC 9420 §12.4) and

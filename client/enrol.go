@@ -46,6 +46,18 @@ func EnrolWith(ctx context.Context, home, code, name string, cfg Config) (*Clien
 	} else if ok {
 		return nil, ErrAlreadyEnrolled
 	}
+	// The storage key first: a passphrase that is refused must not cost
+	// the invitation, which works once.
+	storage, err := createStorageKey(ctx, home, cfg)
+	if err != nil {
+		return nil, err
+	}
+	saved := false
+	defer func() {
+		if !saved {
+			storage.discard(ctx, home, cfg)
+		}
+	}()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -73,9 +85,11 @@ func EnrolWith(ctx context.Context, home, code, name string, cfg Config) (*Clien
 		return nil, err
 	}
 	id.Name = name
+	id.Storage, id.storage = storage.rec, storage.key
 	if err := id.save(home); err != nil {
 		return nil, err
 	}
+	saved = true
 	c, err := open(ctx, home, id, cfg)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -9,16 +10,22 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 
 	"candor"
+	"candor/internal/devkey"
 )
 
 // The profile folder of one enrolled device. Everything in it is private to
-// its owner: the folder is mode 0700, the key and the database 0600.
+// its owner: the folder is mode 0700, every file 0600. Its secrets are
+// sealed under the device's storage key (internal/devkey): the device's
+// private key here, the MLS state and the history in the database. The
+// storage key itself is in the OS keyring, in storage.key, or wrapped under
+// a passphrase in profile.json, as profile.json's "storage" says.
 const (
-	fileKey         = "device.key"   // the device's P-256 key, PKCS #8 PEM
+	fileKey         = "device.key"   // the device's P-256 key, PKCS #8, sealed, PEM
 	fileCertificate = "device.pem"   // its certificate, PEM
 	fileCA          = "ca.pem"       // the organisation's CA certificate, PEM
 	fileProfile     = "profile.json" // server address, user, device id; written last
@@ -28,19 +35,113 @@ const (
 
 // profile is what profile.json holds.
 type profile struct {
-	Server string          `json:"server"` // host:port
-	User   candor.UserID   `json:"user"`
-	Device candor.DeviceID `json:"device"`
-	Name   string          `json:"name"` // the device's display name
+	Server  string          `json:"server"` // host:port
+	User    candor.UserID   `json:"user"`
+	Device  candor.DeviceID `json:"device"`
+	Name    string          `json:"name"`    // the device's display name
+	Storage devkey.Record   `json:"storage"` // where the storage key is; no secret in the clear
 }
+
+// EnvPassphrase is the environment variable Config.Passphrase defaults to.
+const EnvPassphrase = "CANDOR_PASSPHRASE"
+
+// Passphrase is a passphrase a person chose for a profile. It never
+// prints, whether formatted or logged.
+type Passphrase string
+
+// String never shows the passphrase.
+func (Passphrase) String() string { return "client.Passphrase(redacted)" }
+
+// GoString never shows the passphrase, even under %#v.
+func (Passphrase) GoString() string { return "client.Passphrase(redacted)" }
+
+// LogValue never shows the passphrase.
+func (Passphrase) LogValue() slog.Value { return slog.StringValue("redacted") }
+
+// Errors opening a profile's storage; each wraps candor.ErrPermission.
+var (
+	// ErrWrongKey: the passphrase is wrong, or the profile's key file or
+	// keyring entry is not the key its data was sealed under. Nothing was
+	// changed.
+	ErrWrongKey = devkey.ErrWrongKey
+	// ErrPassphraseNeeded: the profile's storage is protected by a
+	// passphrase and none was given.
+	ErrPassphraseNeeded = devkey.ErrPassphraseNeeded
+)
+
+// purposeDeviceKey is the storage key's purpose for the device's private
+// key; the database has its own (see internal/devstore), so neither's
+// records open as the other's.
+const purposeDeviceKey = "device private key"
+
+// keyStorage is the log attribute of the storage key's method.
+const keyStorage = "storage"
+
+// storageKey is a device's storage key and where it is kept.
+type storageKey struct {
+	key devkey.Key
+	rec devkey.Record
+}
+
+// storageConfig is where home's storage key may be kept or found.
+func storageConfig(home string, cfg Config) devkey.Config {
+	pass := string(cfg.Passphrase)
+	if pass == "" {
+		pass = os.Getenv(EnvPassphrase)
+	}
+	label := home
+	if abs, err := filepath.Abs(home); err == nil {
+		label = abs
+	}
+	return devkey.Config{
+		Dir:        home,
+		Passphrase: pass,
+		Keyring:    devkey.System(),
+		Label:      "device storage key of " + label,
+		Logger:     cfg.Logger,
+	}
+}
+
+// createStorageKey makes the storage key of a profile being enrolled in
+// home, creating the folder (mode 0700) for its key file.
+func createStorageKey(ctx context.Context, home string, cfg Config) (storageKey, error) {
+	if err := makeProfileFolder(home); err != nil {
+		return storageKey{}, err
+	}
+	key, rec, err := devkey.Create(ctx, storageConfig(home, cfg))
+	if err != nil {
+		return storageKey{}, fmt.Errorf("making the device's storage key: %w", err)
+	}
+	cfg.Logger.InfoContext(ctx, "made the device's storage key", keyStorage, string(rec.Method))
+	return storageKey{key: key, rec: rec}, nil
+}
+
+// discard removes the key of an enrolment that failed before its profile
+// was written.
+func (sk storageKey) discard(ctx context.Context, home string, cfg Config) {
+	// Not cancelled with ctx: a cancelled enrolment is one to clean up.
+	ctx = context.WithoutCancel(ctx)
+	if err := devkey.Discard(ctx, storageConfig(home, cfg), sk.rec); err != nil {
+		cfg.Logger.WarnContext(ctx, "could not remove the storage key of a failed enrolment", keyStorage, string(sk.rec.Method), keyErr, err)
+	}
+}
+
+// deviceKeyAD binds the sealed device key to the device it belongs to.
+func deviceKeyAD(p profile) []byte {
+	return fmt.Appendf(nil, "%s\x00%s\x00%s", fileKey, p.User, p.Device)
+}
+
+// sealedKeyPEM is the PEM type of the sealed device key.
+const sealedKeyPEM = "CANDOR SEALED PRIVATE KEY"
 
 // identity is a profile read from its folder.
 type identity struct {
 	profile
-	key    *ecdsa.PrivateKey
-	cert   *x509.Certificate
-	ca     *x509.Certificate
-	sender *x509.Certificate // the server's external-sender certificate
+	storage devkey.Key
+	key     *ecdsa.PrivateKey
+	cert    *x509.Certificate
+	ca      *x509.Certificate
+	sender  *x509.Certificate // the server's external-sender certificate
 }
 
 // enrolled reports whether home holds a profile.
@@ -52,7 +153,9 @@ func enrolled(home string) (bool, error) {
 	return err == nil, err
 }
 
-func loadIdentity(home string) (*identity, error) {
+// loadIdentity reads the profile in home, obtains its storage key the way
+// the profile records and opens the device's private key with it.
+func loadIdentity(ctx context.Context, home string, cfg Config) (*identity, error) {
 	raw, err := os.ReadFile(filepath.Join(home, fileProfile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotEnrolled
@@ -64,9 +167,23 @@ func loadIdentity(home string) (*identity, error) {
 	if err := json.Unmarshal(raw, &id.profile); err != nil || id.Server == "" || id.User == "" || id.Device == "" {
 		return nil, fmt.Errorf("profile %s is damaged: %w", filepath.Join(home, fileProfile), candor.ErrInvalid)
 	}
-	keyDER, err := readPEM(filepath.Join(home, fileKey), "PRIVATE KEY")
+	if id.Storage.Method == "" {
+		return nil, fmt.Errorf("profile %s was made by a candor that did not encrypt local storage; enrol this device again in a new profile folder: %w", home, candor.ErrInvalid)
+	}
+	if id.storage, err = devkey.Load(ctx, storageConfig(home, cfg), id.Storage); err != nil {
+		return nil, fmt.Errorf("opening the device's storage key: %w", err)
+	}
+	sealed, err := readPEM(filepath.Join(home, fileKey), sealedKeyPEM)
 	if err != nil {
 		return nil, err
+	}
+	box, err := devkey.NewSealer(id.storage, purposeDeviceKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := box.Open(deviceKeyAD(id.profile), sealed)
+	if err != nil {
+		return nil, fmt.Errorf("%s does not open under the profile's storage key: %w", filepath.Join(home, fileKey), ErrWrongKey)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(keyDER)
 	if err != nil {
@@ -99,16 +216,18 @@ func loadIdentity(home string) (*identity, error) {
 
 // save writes the identity into home: the secrets first, profile.json last,
 // so that a folder with a profile is complete.
+// The device key is sealed under the storage key, which id must hold.
 func (id *identity) save(home string) error {
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return fmt.Errorf("creating profile folder: %w", err)
-	}
-	if err := os.Chmod(home, 0o700); err != nil {
-		return fmt.Errorf("profile folder: %w", err)
+	if err := makeProfileFolder(home); err != nil {
+		return err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(id.key)
 	if err != nil {
 		return fmt.Errorf("encoding device key: %w", err)
+	}
+	box, err := devkey.NewSealer(id.storage, purposeDeviceKey)
+	if err != nil {
+		return err
 	}
 	prof, err := json.MarshalIndent(id.profile, "", "\t")
 	if err != nil {
@@ -118,7 +237,7 @@ func (id *identity) save(home string) error {
 		name string
 		data []byte
 	}{
-		{fileKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
+		{fileKey, pem.EncodeToMemory(&pem.Block{Type: sealedKeyPEM, Bytes: box.Seal(deviceKeyAD(id.profile), keyDER)})},
 		{fileCertificate, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.cert.Raw})},
 		{fileCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.ca.Raw})},
 		{fileSender, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.sender.Raw})},
@@ -128,6 +247,17 @@ func (id *identity) save(home string) error {
 		if err := writeFile(filepath.Join(home, f.name), f.data); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// makeProfileFolder creates home, private to its owner.
+func makeProfileFolder(home string) error {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("creating profile folder: %w", err)
+	}
+	if err := os.Chmod(home, 0o700); err != nil {
+		return fmt.Errorf("profile folder: %w", err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package devstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,15 +18,29 @@ import (
 	"modernc.org/sqlite"
 
 	"candor"
+	"candor/internal/devkey"
 	"candor/internal/mlsx"
 	"candor/internal/mlsx/mlsxtest"
 	"candor/internal/sqldb"
 )
 
+// testKey is the storage key of the tests' databases: fixed, so that the
+// crash test's child process opens its parent's database.
+var testKey = devkey.Key(sha256.Sum256([]byte("devstore test key")))
+
+func testBox(t testing.TB) *devkey.Sealer {
+	t.Helper()
+	box, err := devkey.NewSealer(testKey, purpose)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}
+
 func openTemp(t testing.TB) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "device.db")
-	s, err := Open(context.Background(), path)
+	s, err := Open(context.Background(), path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +115,7 @@ func TestReopen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "device.db")
-	s, err := Open(ctx, path)
+	s, err := Open(ctx, path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +125,7 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 { // the second open migrates nothing
-		s, err := Open(ctx, path)
+		s, err := Open(ctx, path, testKey)
 		if err != nil {
 			t.Fatalf("open %d: %v", i+2, err)
 		}
@@ -151,7 +166,7 @@ func TestReopen(t *testing.T) {
 // see the package comment.)
 func TestSurvivesProcessCrash(t *testing.T) {
 	if path := os.Getenv("DEVSTORE_CRASH_CHILD"); path != "" {
-		s, err := Open(context.Background(), path)
+		s, err := Open(context.Background(), path, testKey)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
@@ -173,7 +188,7 @@ func TestSurvivesProcessCrash(t *testing.T) {
 	if _, err := os.Stat(path + "-wal"); err != nil {
 		t.Logf("no write-ahead log left behind: %v", err)
 	}
-	s, err := Open(context.Background(), path)
+	s, err := Open(context.Background(), path, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +214,7 @@ func BenchmarkSaveRatchet(b *testing.B) {
 				defer sqlite.Fdatasync(prev)
 			}
 			ctx := context.Background()
-			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode))
+			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode), testBox(b))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -228,7 +243,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		state := bytes.Repeat([]byte{0x5a}, 2_800_000)
 		commit := bytes.Repeat([]byte{0xa5}, 120_000)
 		b.Run("op=SaveGroup/synchronous="+string(mode), func(b *testing.B) {
-			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode))
+			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode), testBox(b))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -240,7 +255,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 		})
 		b.Run("op=SavePending/synchronous="+string(mode), func(b *testing.B) {
-			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode))
+			s, err := open(ctx, filepath.Join(b.TempDir(), "device.db"), sqldb.Sync(mode), testBox(b))
 			if err != nil {
 				b.Fatal(err)
 			}

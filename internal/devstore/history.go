@@ -10,7 +10,7 @@ import (
 	"candor"
 )
 
-// The client's history (migration 0002_history.sql): the conversations this
+// The client's history (migrations 0002 to 0004): the conversations this
 // device is in, how far it has read each group's log, and its messages.
 // Package client is its one user; the MLS state above is mlsx's.
 
@@ -67,7 +67,7 @@ func (s *Store) AddConversation(ctx context.Context, c Conversation) error {
 	res, err := s.w.ExecContext(ctx, `
 		INSERT INTO conversations (group_id, name, cursor, removed, created)
 		VALUES (?, ?, ?, 0, ?) ON CONFLICT (group_id) DO NOTHING`,
-		[]byte(c.Group), c.Name, int64(c.Cursor), millis(c.Created))
+		[]byte(c.Group), s.box.Seal(nameAD(c.Group), []byte(c.Name)), int64(c.Cursor), millis(c.Created))
 	if err != nil {
 		return fmt.Errorf("devstore: adding conversation %s: %w", c.Group, err)
 	}
@@ -80,7 +80,8 @@ func (s *Store) AddConversation(ctx context.Context, c Conversation) error {
 // SetConversationName renames a conversation. A missing one is reported
 // wrapping candor.ErrNotFound.
 func (s *Store) SetConversationName(ctx context.Context, group candor.GroupID, name string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE conversations SET name = ? WHERE group_id = ?`, name, []byte(group))
+	res, err := s.w.ExecContext(ctx, `UPDATE conversations SET name = ? WHERE group_id = ?`,
+		s.box.Seal(nameAD(group), []byte(name)), []byte(group))
 	if err != nil {
 		return fmt.Errorf("devstore: renaming conversation %s: %w", group, err)
 	}
@@ -92,7 +93,7 @@ func (s *Store) SetConversationName(ctx context.Context, group candor.GroupID, n
 func (s *Store) Conversation(ctx context.Context, group candor.GroupID) (Conversation, error) {
 	row := s.r.QueryRowContext(ctx, `
 		SELECT group_id, name, cursor, removed, created FROM conversations WHERE group_id = ?`, []byte(group))
-	c, err := scanConversation(row)
+	c, err := s.scanConversation(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Conversation{}, fmt.Errorf("devstore: conversation %s: %w", group, candor.ErrNotFound)
 	}
@@ -112,7 +113,7 @@ func (s *Store) Conversations(ctx context.Context) ([]Conversation, error) {
 	defer rows.Close()
 	out := []Conversation{}
 	for rows.Next() {
-		c, err := scanConversation(rows)
+		c, err := s.scanConversation(rows)
 		if err != nil {
 			return nil, fmt.Errorf("devstore: listing conversations: %w", err)
 		}
@@ -124,18 +125,26 @@ func (s *Store) Conversations(ctx context.Context) ([]Conversation, error) {
 	return out, nil
 }
 
-func scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
+func (s *Store) scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
 	var (
 		c       Conversation
 		id      []byte
+		name    []byte
 		cursor  int64
 		removed int64
 		created int64
 	)
-	if err := row.Scan(&id, &c.Name, &cursor, &removed, &created); err != nil {
+	if err := row.Scan(&id, &name, &cursor, &removed, &created); err != nil {
 		return Conversation{}, err
 	}
 	c.Group, c.Cursor, c.Removed, c.Created = candor.GroupID(id), uint64(cursor), removed != 0, fromMillis(created)
+	if name != nil { // NULL: a conversation first seen in the log has no name
+		plain, err := s.unseal(fmt.Sprintf("conversation %s name", c.Group), nameAD(c.Group), name)
+		if err != nil {
+			return Conversation{}, err
+		}
+		c.Name = string(plain)
+	}
 	return c, nil
 }
 
@@ -172,11 +181,15 @@ func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 			}
 		}
 		if m := p.Message; m != nil {
+			id, err := nextMessageID(ctx, tx)
+			if err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, `
-				INSERT INTO messages (group_id, seq, sender_user, sender_device, time, text, state)
-				VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, seq) DO NOTHING`,
-				[]byte(p.Group), int64(p.Seq), string(m.SenderUser), string(m.SenderDevice),
-				millis(m.Time), m.Text, string(StateReceived)); err != nil {
+				INSERT INTO messages (id, group_id, seq, time, body, state)
+				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, seq) DO NOTHING`,
+				id, []byte(p.Group), int64(p.Seq), millis(m.Time),
+				s.sealBody(p.Group, id, *m), string(StateReceived)); err != nil {
 				return err
 			}
 		}
@@ -202,17 +215,21 @@ func (s *Store) SetOutgoingWire(ctx context.Context, id int64, hash []byte) erro
 // sending, and returns its local id. Its conversation must be recorded
 // (candor.ErrNotFound otherwise).
 func (s *Store) AddOutgoing(ctx context.Context, m Message) (int64, error) {
-	res, err := s.w.ExecContext(ctx, `
-		INSERT INTO messages (group_id, seq, sender_user, sender_device, time, text, state)
-		SELECT group_id, NULL, ?, ?, ?, ?, ? FROM conversations WHERE group_id = ?`,
-		string(m.SenderUser), string(m.SenderDevice), millis(m.Time), m.Text, string(StateSending), []byte(m.Group))
-	if err != nil {
-		return 0, fmt.Errorf("devstore: recording outgoing message: %w", err)
-	}
-	if err := mustAffect(res, fmt.Sprintf("conversation %s", m.Group)); err != nil {
-		return 0, err
-	}
-	id, err := res.LastInsertId()
+	var id int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if id, err = nextMessageID(ctx, tx); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `
+			INSERT INTO messages (id, group_id, seq, time, body, state)
+			SELECT ?, group_id, NULL, ?, ?, ? FROM conversations WHERE group_id = ?`,
+			id, millis(m.Time), s.sealBody(m.Group, id, m), string(StateSending), []byte(m.Group))
+		if err != nil {
+			return err
+		}
+		return mustAffect(res, fmt.Sprintf("conversation %s", m.Group))
+	})
 	if err != nil {
 		return 0, fmt.Errorf("devstore: recording outgoing message: %w", err)
 	}
@@ -235,7 +252,7 @@ func (s *Store) MarkSent(ctx context.Context, id int64, seq uint64, at time.Time
 // sending last in the order they were written.
 func (s *Store) Messages(ctx context.Context, group candor.GroupID) ([]Message, error) {
 	rows, err := s.r.QueryContext(ctx, `
-		SELECT id, seq, sender_user, sender_device, time, text, state FROM messages
+		SELECT id, seq, time, body, state FROM messages
 		WHERE group_id = ? ORDER BY seq IS NULL, seq, id`, []byte(group))
 	if err != nil {
 		return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
@@ -244,17 +261,19 @@ func (s *Store) Messages(ctx context.Context, group candor.GroupID) ([]Message, 
 	out := []Message{}
 	for rows.Next() {
 		var (
-			m            Message
-			seq          sql.NullInt64
-			user, device string
-			at           int64
-			state        string
+			m     Message
+			seq   sql.NullInt64
+			at    int64
+			body  []byte
+			state string
 		)
-		if err := rows.Scan(&m.ID, &seq, &user, &device, &at, &m.Text, &state); err != nil {
+		if err := rows.Scan(&m.ID, &seq, &at, &body, &state); err != nil {
 			return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
 		}
-		m.Group, m.Seq, m.SenderUser, m.SenderDevice = group, uint64(seq.Int64), candor.UserID(user), candor.DeviceID(device)
-		m.Time, m.State = fromMillis(at), MessageState(state)
+		m.Group, m.Seq, m.Time, m.State = group, uint64(seq.Int64), fromMillis(at), MessageState(state)
+		if err := s.openBody(&m, body); err != nil {
+			return nil, fmt.Errorf("devstore: listing messages of %s: %w", group, err)
+		}
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
@@ -268,6 +287,41 @@ func (s *Store) Messages(ctx context.Context, group candor.GroupID) ([]Message, 
 func (s *Store) DeleteOutgoing(ctx context.Context, id int64) error {
 	if _, err := s.w.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND state = ?`, id, string(StateSending)); err != nil {
 		return fmt.Errorf("devstore: deleting message %d: %w", id, err)
+	}
+	return nil
+}
+
+// nameAD is where a conversation's sealed name belongs.
+func nameAD(g candor.GroupID) []byte { return ad("conversations", "name", []byte(g)) }
+
+// bodyAD is where a message's sealed body belongs: its conversation and
+// its local id.
+func bodyAD(g candor.GroupID, id int64) []byte {
+	return ad("messages", "body", []byte(g), u64(uint64(id)))
+}
+
+// nextMessageID is the id the next message gets: SQLite's own choice for
+// an INTEGER PRIMARY KEY, made here because the body is sealed under it
+// before the row exists. The caller's write transaction holds the lock, so
+// no one takes it in between.
+func nextMessageID(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) + 1 FROM messages`).Scan(&id)
+	return id, err
+}
+
+func (s *Store) sealBody(g candor.GroupID, id int64, m Message) []byte {
+	return s.box.Seal(bodyAD(g, id), encodeBody(m))
+}
+
+// openBody fills m's sender and text from its sealed body.
+func (s *Store) openBody(m *Message, sealed []byte) error {
+	plain, err := s.unseal(fmt.Sprintf("message %d", m.ID), bodyAD(m.Group, m.ID), sealed)
+	if err != nil {
+		return err
+	}
+	if m.SenderUser, m.SenderDevice, m.Text, err = decodeBody(plain); err != nil {
+		return fmt.Errorf("message %d: %w", m.ID, err)
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func TestHistory(t *testing.T) {
 	// The cursor never moves back, and it all survives a reopening.
 	must(s.Advance(ctx, Progress{Group: "\x00\xffg", Seq: 1}, t0))
 	must(s.Close())
-	s2, err := Open(ctx, path)
+	s2, err := Open(ctx, path, testKey)
 	must(err)
 	defer s2.Close()
 	check(s2)

@@ -46,6 +46,7 @@ import (
 	"testing"
 
 	"candor"
+	"candor/internal/devkey"
 	"candor/internal/devstore"
 	"candor/internal/mlsx"
 	"candor/internal/mlsx/mlsxtest"
@@ -198,6 +199,9 @@ func benchDevice(b *testing.B, ca *mlsxtest.CA, id mlsx.Identity, store mlsx.Sto
 	return dev
 }
 
+// benchStorageKey encrypts the benchmarks' device databases.
+var benchStorageKey = devkey.Key{1}
+
 // adapterPair is alice and bob on durable stores, at the fixture's epoch.
 type adapterPair struct {
 	fx                   *benchFixture
@@ -214,11 +218,11 @@ func (fx *benchFixture) open(b *testing.B) *adapterPair {
 	p := &adapterPair{fx: fx}
 	dir := b.TempDir()
 	var err error
-	if p.aliceStore, err = devstore.Open(ctx, dir+"/alice.db"); err != nil {
+	if p.aliceStore, err = devstore.Open(ctx, dir+"/alice.db", benchStorageKey); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.aliceStore.Close() })
-	if p.bobStore, err = devstore.Open(ctx, dir+"/bob.db"); err != nil {
+	if p.bobStore, err = devstore.Open(ctx, dir+"/bob.db", benchStorageKey); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.bobStore.Close() })

@@ -3,8 +3,8 @@
 -- Every BLOB here except group ids and KeyPackageRefs is secret: snapshots
 -- hold the epoch's secrets and this device's private HPKE keys, ratchet
 -- records say which message keys were used, key_packages holds private init
--- and encryption keys. The file must be encrypted at rest before candor
--- ships (a later issue); until then devstore creates it mode 0600.
+-- and encryption keys. From 0004_sealed.sql on, devstore seals each of
+-- them under the device's storage key before writing it.
 --
 -- Epochs are uint64 in Go and SQLite's INTEGER is a signed 64-bit number:
 -- devstore stores the int64 with the same bits, so an epoch past 2^63 reads

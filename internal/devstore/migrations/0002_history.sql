@@ -2,9 +2,9 @@
 -- conversations this device is in, how far it has read each group's log, and
 -- the message history it shows to its person.
 --
--- messages.text is plaintext: the same caveat as the MLS state in
--- 0001_init.sql applies, the file must be encrypted at rest before candor
--- ships. Times are Unix milliseconds in UTC.
+-- messages.text was plaintext here; 0004_sealed.sql replaces these tables
+-- with ones whose private columns are sealed. Times are Unix milliseconds in
+-- UTC.
 
 -- One row per group this device has created, joined or been removed from.
 -- It outlives the MLS state (table groups), which is forgotten when the
