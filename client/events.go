@@ -40,6 +40,14 @@ type Group struct {
 	ID      candor.GroupID
 	Name    string // local only; "" for groups this device joined
 	Removed bool   // this device is no longer a member; the history stays
+	// JoinedSeq is the log entry at which this device was added (0 when
+	// it created the conversation), at time Joined. Messages before it
+	// were encrypted only for the devices that were members then, so this
+	// device's history starts there.
+	JoinedSeq uint64
+	Joined    time.Time
+	ReadSeq   uint64 // the last entry its person has seen here (MarkRead)
+	Unread    int    // messages received after ReadSeq
 }
 
 // EventKind says what an Event reports.

@@ -35,9 +35,21 @@ func (c *Client) Groups(ctx context.Context) ([]Group, error) {
 	}
 	out := make([]Group, 0, len(convs))
 	for _, cv := range convs {
-		out = append(out, Group{ID: cv.Group, Name: cv.Name, Removed: cv.Removed})
+		out = append(out, Group{ID: cv.Group, Name: cv.Name, Removed: cv.Removed,
+			JoinedSeq: cv.JoinedSeq, Joined: cv.JoinedAt, Unread: cv.Unread, ReadSeq: cv.ReadSeq})
 	}
 	return out, nil
+}
+
+// MarkRead records that this device's person has seen a conversation up
+// to log entry seq (a Message's Seq), for Group.Unread. It never moves
+// back.
+func (c *Client) MarkRead(ctx context.Context, gid candor.GroupID, seq uint64) error {
+	err := c.store.MarkRead(ctx, gid, seq)
+	if errors.Is(err, candor.ErrNotFound) {
+		return ErrUnknownGroup
+	}
+	return err
 }
 
 // Members lists a conversation's devices as this device's MLS state has

@@ -356,7 +356,7 @@ func (c *Client) processWelcome(ctx context.Context, w api.Welcome) error {
 		return err
 	}
 	c.cacheGroup(g)
-	err = c.store.Advance(ctx, devstore.Progress{Group: gid, Seq: w.Seq, Joined: true}, c.now())
+	err = c.store.Advance(ctx, devstore.Progress{Group: gid, Seq: w.Seq, Time: w.Time, Joined: true}, c.now())
 	if err == nil {
 		c.ack(ctx, gid, w.Seq)
 	}

@@ -26,6 +26,21 @@ func devicesOf(t *testing.T, c *client.Client, g candor.GroupID, user candor.Use
 	return out
 }
 
+func groupOf(t *testing.T, c *client.Client, g candor.GroupID) client.Group {
+	t.Helper()
+	gs, err := c.Groups(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gr := range gs {
+		if gr.ID == g {
+			return gr
+		}
+	}
+	t.Fatalf("%s/%s does not know %s", c.User(), c.Device(), g)
+	return client.Group{}
+}
+
 // A person's new device joins their conversations without anybody adding
 // it: their device already in them does, when it next catches up.
 func TestNewDeviceJoinsOnSync(t *testing.T) {
@@ -65,6 +80,24 @@ func TestNewDeviceJoinsOnSync(t *testing.T) {
 	}
 	if got := texts(ms); slices.Contains(got, "before the phone") {
 		t.Errorf("the phone has a message sent before it joined: %q", got)
+	}
+	// It knows where its history starts, which front ends show, and what
+	// its person has not read yet.
+	phoneGroup, aliceGroup := groupOf(t, phone, g), groupOf(t, alice, g)
+	if aliceGroup.JoinedSeq != 0 || phoneGroup.JoinedSeq <= 1 || phoneGroup.Joined.IsZero() {
+		t.Errorf("joined at: alice %d, phone %d at %v; want 0 and a later entry", aliceGroup.JoinedSeq, phoneGroup.JoinedSeq, phoneGroup.Joined)
+	}
+	if before := ms[0].Seq; before <= phoneGroup.JoinedSeq {
+		t.Errorf("the phone's first message is at %d, not after it joined at %d", before, phoneGroup.JoinedSeq)
+	}
+	if phoneGroup.Unread != 1 {
+		t.Errorf("phone: %d unread, want 1", phoneGroup.Unread)
+	}
+	if err := phone.MarkRead(ctx, g, ms[len(ms)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := groupOf(t, phone, g).Unread; n != 0 {
+		t.Errorf("phone: %d unread after reading, want 0", n)
 	}
 
 	// Catching up again changes nothing: the phone is in already.

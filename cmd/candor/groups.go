@@ -141,7 +141,11 @@ func runGroups(ctx context.Context, e *env, _ []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.out, "%s  %s  %s\n", g.ID.String()[:shortID], label(g, ms, e.c.User()), joinUsers(people(ms)))
+		unread := ""
+		if g.Unread > 0 {
+			unread = fmt.Sprintf("  (%d unread)", g.Unread)
+		}
+		fmt.Fprintf(e.out, "%s  %s  %s%s\n", g.ID.String()[:shortID], label(g, ms, e.c.User()), joinUsers(people(ms)), unread)
 	}
 	return nil
 }

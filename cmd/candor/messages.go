@@ -72,13 +72,24 @@ func runRead(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.out, "%s (%s)\n", label(g, ms, e.c.User()), g.ID.String()[:shortID])
 	// A device reads what was sent while it was a member: the keys of
-	// earlier epochs were never its own (RFC 9420 forward secrecy).
-	fmt.Fprintln(e.out, "(this device shows messages from when it joined; earlier ones were encrypted before it was a member)")
+	// earlier epochs were never its own (RFC 9420 forward secrecy). The
+	// group's first commit is entry 1: a device it added missed nothing.
+	if g.JoinedSeq > 1 {
+		fmt.Fprintf(e.out, "(this device joined on %s; messages sent before then were encrypted before it was a member and cannot be read here)\n",
+			g.Joined.Local().Format(timeLayout))
+	}
 	for _, m := range msgs {
 		fmt.Fprintf(e.out, "%s  %-10s %-8s  %s\n", m.Time.Local().Format(timeLayout), m.User, m.State, indent(m.Text))
 	}
 	if len(msgs) == 0 {
 		fmt.Fprintln(e.out, "No messages yet.")
+	}
+	var last uint64
+	for _, m := range msgs {
+		last = max(last, m.Seq) // messages still sending have none
+	}
+	if err := e.c.MarkRead(ctx, g.ID, last); err != nil {
+		return err
 	}
 	if g.Removed {
 		fmt.Fprintln(e.out, "(you are no longer a member of this conversation; nothing new reaches this device)")

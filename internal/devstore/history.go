@@ -21,6 +21,13 @@ type Conversation struct {
 	Cursor  uint64 // the last log entry processed and recorded
 	Removed bool   // this device is no longer a member
 	Created time.Time
+	// JoinedSeq is the log entry whose Welcome last added this device (0
+	// when it created the group), at JoinedAt: entries before it were not
+	// encrypted for this device.
+	JoinedSeq uint64
+	JoinedAt  time.Time
+	ReadSeq   uint64 // the last entry its person has seen (MarkRead)
+	Unread    int    // messages received after ReadSeq
 }
 
 // MessageState is where a message is in its delivery.
@@ -54,7 +61,7 @@ type Progress struct {
 	Message *Message  // a received message to add, or nil
 	Own     []byte    // SHA-256 of the entry's message when this device sent it: a 'sending' message posted as it is now sent at Seq
 	Removed bool      // the entry removed this device from the group
-	Joined  bool      // the entry is the Welcome that (re-)added this device
+	Joined  bool      // the entry is the Welcome that (re-)added this device, at Time (else now)
 }
 
 func millis(t time.Time) int64 { return t.UnixMilli() }
@@ -88,11 +95,23 @@ func (s *Store) SetConversationName(ctx context.Context, group candor.GroupID, n
 	return mustAffect(res, fmt.Sprintf("conversation %s", group))
 }
 
+// MarkRead records that the person has seen a conversation up to log entry
+// seq; the read position never moves back. A missing conversation is
+// reported wrapping candor.ErrNotFound.
+func (s *Store) MarkRead(ctx context.Context, group candor.GroupID, seq uint64) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE conversations SET read_seq = MAX(read_seq, ?) WHERE group_id = ?`,
+		int64(seq), []byte(group))
+	if err != nil {
+		return fmt.Errorf("devstore: marking %s read: %w", group, err)
+	}
+	return mustAffect(res, fmt.Sprintf("conversation %s", group))
+}
+
 // Conversation returns one conversation. A missing one is reported wrapping
 // candor.ErrNotFound.
 func (s *Store) Conversation(ctx context.Context, group candor.GroupID) (Conversation, error) {
 	row := s.r.QueryRowContext(ctx, `
-		SELECT group_id, name, cursor, removed, created FROM conversations WHERE group_id = ?`, []byte(group))
+		SELECT `+conversationColumns+` FROM conversations c WHERE c.group_id = ?`, []byte(group))
 	c, err := s.scanConversation(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Conversation{}, fmt.Errorf("devstore: conversation %s: %w", group, candor.ErrNotFound)
@@ -106,7 +125,7 @@ func (s *Store) Conversation(ctx context.Context, group candor.GroupID) (Convers
 // Conversations lists every conversation, oldest first.
 func (s *Store) Conversations(ctx context.Context) ([]Conversation, error) {
 	rows, err := s.r.QueryContext(ctx, `
-		SELECT group_id, name, cursor, removed, created FROM conversations ORDER BY created, group_id`)
+		SELECT `+conversationColumns+` FROM conversations c ORDER BY c.created, c.group_id`)
 	if err != nil {
 		return nil, fmt.Errorf("devstore: listing conversations: %w", err)
 	}
@@ -125,6 +144,12 @@ func (s *Store) Conversations(ctx context.Context) ([]Conversation, error) {
 	return out, nil
 }
 
+// conversationColumns are what scanConversation reads, from conversations
+// c: the unread count is of messages received after the read position.
+const conversationColumns = `c.group_id, c.name, c.cursor, c.removed, c.created,
+	c.joined_seq, c.joined_at, c.read_seq,
+	(SELECT count(*) FROM messages m WHERE m.group_id = c.group_id AND m.state = 'received' AND m.seq > c.read_seq)`
+
 func (s *Store) scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
 	var (
 		c       Conversation
@@ -133,11 +158,18 @@ func (s *Store) scanConversation(row interface{ Scan(...any) error }) (Conversat
 		cursor  int64
 		removed int64
 		created int64
+		joined  int64
+		at      int64
+		read    int64
 	)
-	if err := row.Scan(&id, &name, &cursor, &removed, &created); err != nil {
+	if err := row.Scan(&id, &name, &cursor, &removed, &created, &joined, &at, &read, &c.Unread); err != nil {
 		return Conversation{}, err
 	}
 	c.Group, c.Cursor, c.Removed, c.Created = candor.GroupID(id), uint64(cursor), removed != 0, fromMillis(created)
+	c.JoinedSeq, c.ReadSeq = uint64(joined), uint64(read)
+	if joined > 0 {
+		c.JoinedAt = fromMillis(at)
+	}
 	if name != nil { // NULL: a conversation first seen in the log has no name
 		plain, err := s.unseal(fmt.Sprintf("conversation %s name", c.Group), nameAD(c.Group), name)
 		if err != nil {
@@ -164,6 +196,17 @@ func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 				removed = CASE WHEN ? THEN 1 WHEN ? THEN 0 ELSE removed END`,
 			[]byte(p.Group), int64(p.Seq), p.Removed, millis(now), p.Removed, p.Joined); err != nil {
 			return err
+		}
+		if p.Joined {
+			at := p.Time
+			if at.IsZero() {
+				at = now
+			}
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE conversations SET joined_seq = ?, joined_at = ? WHERE group_id = ?`,
+				int64(p.Seq), millis(at), []byte(p.Group)); err != nil {
+				return err
+			}
 		}
 		if !p.Time.IsZero() && p.Message == nil {
 			if _, err := tx.ExecContext(ctx, `

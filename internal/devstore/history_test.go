@@ -53,13 +53,25 @@ func TestHistory(t *testing.T) {
 		t.Errorf("an unknown conversation: %v, want ErrNotFound", err)
 	}
 
+	// Bob's message is unread until marked read; this device's own never
+	// is. The read position never moves back.
+	if c, err := s.Conversation(ctx, "\x00\xffg"); err != nil || c.Unread != 1 || c.ReadSeq != 0 {
+		t.Errorf("before reading: %+v, %v; want 1 unread", c, err)
+	}
+	must(s.MarkRead(ctx, "\x00\xffg", 2))
+	must(s.MarkRead(ctx, "\x00\xffg", 1))
+	if err := s.MarkRead(ctx, "nope", 1); !errors.Is(err, candor.ErrNotFound) {
+		t.Errorf("marking an unknown conversation read: %v, want ErrNotFound", err)
+	}
+
 	check := func(s *Store) {
 		t.Helper()
 		convs, err := s.Conversations(ctx)
 		must(err)
 		want := []Conversation{
-			{Group: "\x00\xffg", Name: "desk", Cursor: 2, Created: t0},
-			{Group: "other", Name: "renamed", Cursor: 9, Removed: true, Created: t0.Add(time.Minute)},
+			{Group: "\x00\xffg", Name: "desk", Cursor: 2, Created: t0, ReadSeq: 2},
+			{Group: "other", Name: "renamed", Cursor: 9, Removed: true, Created: t0.Add(time.Minute),
+				JoinedSeq: 7, JoinedAt: t0.Add(time.Minute)},
 		}
 		if diff := cmp.Diff(want, convs); diff != "" {
 			t.Errorf("conversations (-want +got):\n%s", diff)

@@ -68,12 +68,10 @@ type conversation struct {
 	historyErr error
 	members    []client.Member
 	membersErr error
-	// unread counts messages from other people that arrived while the
-	// conversation was not open.
+	// unread counts messages from other people the person has not seen:
+	// the history's count when the list was read, and those that arrived
+	// since while the conversation was not open.
 	unread int
-	// joinedAt is the position in the log of the Welcome that added this
-	// device, when it came in this session (EventJoined); 0 if unknown.
-	joinedAt uint64
 	// scroll is how many lines the timeline is scrolled up from its end.
 	scroll int
 	// sendErr is the last failure to send, shown above the input line
@@ -152,15 +150,19 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case groupsLoaded:
 		return m, m.groupsLoaded(msg)
 	case historyLoaded:
+		var cmd tea.Cmd
 		if c := m.conv(msg.group); c != nil {
 			c.historyErr = msg.err
 			if msg.err == nil {
 				c.mergeHistory(msg.msgs)
 				c.loaded = true
+				if c == m.current() {
+					cmd = m.seen(c, msg.msgs)
+				}
 			}
 			m.clampScroll()
 		}
-		return m, nil
+		return m, cmd
 	case membersLoaded:
 		if c := m.conv(msg.group); c != nil {
 			c.membersErr = msg.err
@@ -256,6 +258,9 @@ func (m *model) groupsLoaded(msg groupsLoaded) tea.Cmd {
 		removed := c.info.Removed
 		c.info = g
 		c.info.Removed = g.Removed || removed
+		if c != m.current() {
+			c.unread = g.Unread
+		}
 		convs = append(convs, c)
 	}
 	m.convs = convs
@@ -288,6 +293,20 @@ func (m *model) switchTo(i int) tea.Cmd {
 	}
 	m.open = (i%len(m.convs) + len(m.convs)) % len(m.convs)
 	return m.opened(m.current())
+}
+
+// seen marks the open conversation read up to the last of msgs in the
+// log.
+func (m *model) seen(c *conversation, msgs []client.Message) tea.Cmd {
+	var last uint64
+	for _, msg := range msgs {
+		last = max(last, msg.Seq)
+	}
+	if last == 0 || last <= c.info.ReadSeq {
+		return nil
+	}
+	c.info.ReadSeq = last
+	return markRead(m.ctx, m.b, c.info.ID, last)
 }
 
 // opened marks a conversation as viewed and loads what it lacks.
@@ -417,16 +436,17 @@ func (m *model) conversationEvent(c *conversation, ev client.Event) tea.Cmd {
 		}
 		e := entry{msg: ev.Message}
 		c.insert(e)
-		switch {
-		case c != m.current():
+		if c != m.current() {
 			if ev.Message.User != m.me {
 				c.unread++
 			}
-		case c.scroll > 0:
+			return nil
+		}
+		if c.scroll > 0 {
 			// Someone reading further up keeps their place.
 			c.scroll += len(m.entryLines(e, m.layout().center))
 		}
-		return nil
+		return m.seen(c, []client.Message{ev.Message})
 	case client.EventMembers:
 		for _, d := range ev.Added {
 			c.insert(entry{msg: client.Message{Seq: ev.Seq}, notice: memberName(d) + " joined"})
@@ -436,7 +456,7 @@ func (m *model) conversationEvent(c *conversation, ev client.Event) tea.Cmd {
 		}
 		return loadMembers(m.ctx, m.b, ev.Group)
 	case client.EventJoined:
-		c.joinedAt = ev.Seq
+		c.info.JoinedSeq = ev.Seq
 		c.members = ev.Added
 		c.info.Removed = false
 		c.insert(entry{msg: client.Message{Seq: ev.Seq}, notice: "this device was added to the conversation"})

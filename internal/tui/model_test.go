@@ -51,6 +51,11 @@ func (b identity) Send(context.Context, candor.GroupID, string) (client.Message,
 	return client.Message{}, errors.ErrUnsupported
 }
 
+func (b identity) MarkRead(context.Context, candor.GroupID, uint64) error {
+	b.t.Error("MarkRead called from Update or View")
+	return errors.ErrUnsupported
+}
+
 // Fixtures: alice on her laptop is this device; bob and carol write.
 var (
 	t0      = time.Date(2026, 11, 24, 9, 30, 0, 0, time.UTC)
@@ -370,22 +375,17 @@ func TestConnectionIndicator(t *testing.T) {
 
 func TestJoinedNotice(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		group  client.Group
-		joined uint64 // the Welcome's position, when seen in the session
-		want   bool
+		name  string
+		group client.Group
+		want  bool
 	}{
 		{name: "created here", group: client.Group{ID: gRisk, Name: "risk-desk"}},
-		{name: "joined, before this session", group: client.Group{ID: gRisk}, want: true},
-		{name: "joined with the first commit", group: client.Group{ID: gRisk}, joined: 1},
-		{name: "joined later", group: client.Group{ID: gRisk}, joined: 12, want: true},
-		{name: "joined later, named since", group: client.Group{ID: gRisk, Name: "renamed"}, joined: 12, want: true},
+		{name: "joined with the first commit", group: client.Group{ID: gRisk, JoinedSeq: 1}},
+		{name: "joined later", group: client.Group{ID: gRisk, JoinedSeq: 12, Joined: t0}, want: true},
+		{name: "joined later, named since", group: client.Group{ID: gRisk, Name: "renamed", JoinedSeq: 12, Joined: t0}, want: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newTestModel(t, 120, 20)
-			if tc.joined != 0 {
-				m.Update(eventMsg{Kind: client.EventJoined, Group: gRisk, Seq: tc.joined, Added: []client.Member{aliceL, bobD}})
-			}
 			m.Update(groupsLoaded{groups: []client.Group{tc.group}})
 			m.Update(historyLoaded{group: gRisk})
 			notice := strings.Contains(strings.Join(lines(m), " "), "before this device joined cannot be read")
@@ -393,6 +393,31 @@ func TestJoinedNotice(t *testing.T) {
 				t.Errorf("notice shown: %v, want %v:\n%s", notice, tc.want, ansi.Strip(view(m)))
 			}
 		})
+	}
+	// A Welcome that arrives during the session says where the history
+	// starts before the list is read again.
+	m := newTestModel(t, 120, 20)
+	m.Update(eventMsg{Kind: client.EventJoined, Group: gRisk, Seq: 12, Added: []client.Member{aliceL, bobD}})
+	if c := m.conv(gRisk); c == nil || c.info.JoinedSeq != 12 {
+		t.Errorf("after EventJoined at 12: %+v", c)
+	}
+}
+
+// Unread counts come from the history, and what the open conversation
+// shows is marked read.
+func TestStoredUnreadCounts(t *testing.T) {
+	m := newTestModel(t, 120, 20)
+	m.Update(groupsLoaded{groups: []client.Group{{ID: gRisk, Name: "risk-desk"}, {ID: gLunch, Name: "lunch", Unread: 3}}})
+	mustContain(t, m, "lunch (3)")
+	_, cmd := m.Update(historyLoaded{group: gRisk, msgs: []client.Message{
+		{Group: gRisk, Seq: 4, User: "bob", Device: "desk", Time: t0, Text: "read now", State: client.Received},
+	}})
+	if cmd == nil {
+		t.Error("showing the open conversation's history marks nothing read")
+	}
+	// Already marked: no second write.
+	if _, cmd := m.Update(historyLoaded{group: gRisk, msgs: []client.Message{{Group: gRisk, Seq: 4, User: "bob", Device: "desk", Time: t0, Text: "read now", State: client.Received}}}); cmd != nil {
+		t.Error("the same history marked read twice")
 	}
 }
 

@@ -11,19 +11,12 @@
 //
 // Choices a reader may wonder about:
 //
-//   - Unread counts are kept in memory for the session: a conversation
-//     counts the messages from other people that arrive while it is not
-//     open, including those the first catch-up brings. What was in the
-//     history when the chat started counts as read. Keeping the count
-//     across sessions needs a "last viewed" position in the device's
-//     history (internal/devstore), which the client does not offer yet.
-//   - The client does not say where a device's history of a conversation
-//     starts. The chat says that earlier messages cannot be read here when
-//     it saw the Welcome that added this device come after the group's
-//     first commit (EventJoined), and, for conversations joined before the
-//     session, when the conversation has no local name: only the device
-//     that creates a conversation names it. A direct conversation this
-//     device started has no name either, and shows the notice needlessly.
+//   - Unread counts come from the device's history (client.Group.Unread):
+//     what the open conversation shows is marked read (client.MarkRead),
+//     so the counts survive a restart of the chat.
+//   - A device added to a conversation after it began reads it from the
+//     Welcome that added it (client.Group.JoinedSeq): the chat says, at
+//     the top of the history, that earlier messages cannot be read here.
 //   - Members that are not devices of people come first in the member
 //     list, marked, and are never cut off for lack of room: in candor the
 //     only such member is the archive, and nobody may be in a
@@ -61,6 +54,7 @@ type backend interface {
 	Messages(ctx context.Context, gid candor.GroupID) ([]client.Message, error)
 	Members(ctx context.Context, gid candor.GroupID) ([]client.Member, error)
 	Send(ctx context.Context, gid candor.GroupID, text string) (client.Message, error)
+	MarkRead(ctx context.Context, gid candor.GroupID, seq uint64) error
 }
 
 // Run shows the chat of device c on the terminal behind in and out until
@@ -177,6 +171,17 @@ func loadGroups(ctx context.Context, b backend) tea.Cmd {
 		defer cancel()
 		gs, err := b.Groups(ctx)
 		return groupsLoaded{groups: gs, err: err}
+	}
+}
+
+// markRead records that the person has seen a conversation up to seq. A
+// failure only leaves the count higher the next time: it is not shown.
+func markRead(ctx context.Context, b backend, gid candor.GroupID, seq uint64) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(ctx, ioTimeout)
+		defer cancel()
+		_ = b.MarkRead(ctx, gid, seq)
+		return nil
 	}
 }
 

@@ -284,12 +284,10 @@ func (m *model) timeline(c *conversation, w, need int) (lines []string, all bool
 // timelineHead is what goes above a conversation's first entry.
 func (m *model) timelineHead(c *conversation, w int) []string {
 	var lines []string
-	// The Welcome that added this device marks where its history starts.
-	// When it came in this session its position says whether anything
-	// came before it (the group's first commit is entry 1); otherwise a
-	// conversation without a local name is one this device joined (names
-	// are local, and only the creator gives one; see client.Group).
-	if c.joinedAt > 1 || (c.joinedAt == 0 && c.info.Name == "") {
+	// The Welcome that added this device marks where its history starts;
+	// the group's first commit is entry 1, so nothing came before a
+	// Welcome there.
+	if c.info.JoinedSeq > 1 {
 		for _, l := range wrap("ⓘ "+joinedNotice, w) {
 			lines = append(lines, styleNotice.Render(l))
 		}
