@@ -24,9 +24,9 @@ var (
 	// ErrBadShare reports a share that does not lie on the polynomial the
 	// published commitments describe.
 	ErrBadShare = errors.New("custody: share does not match the published commitments")
-	// ErrBadSignature reports an approval whose signature does not verify
-	// under the custodian's public key in the policy.
-	ErrBadSignature = errors.New("custody: approval signature does not verify")
+	// ErrBadSignature reports an approval or endorsement whose signature
+	// does not verify under the custodian's public key in the policy.
+	ErrBadSignature = errors.New("custody: custodian's signature does not verify")
 	// ErrMismatch reports an object bound to another policy, custodian slot
 	// or opening request than the one it is used with.
 	ErrMismatch = errors.New("custody: object belongs to another policy, custodian or request")

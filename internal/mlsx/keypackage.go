@@ -28,6 +28,11 @@ type KeyPackageInfo struct {
 	LastResort bool
 	NotBefore  time.Time
 	NotAfter   time.Time
+	// InitKey and EncryptionKey are the HPKE public keys (RFC 9420 §10):
+	// what a Welcome is sealed to and the leaf's encryption key. The
+	// archive ceremony compares them with the keys it derived.
+	InitKey       []byte
+	EncryptionKey []byte
 }
 
 // KeyPackageSecrets are the private halves of one KeyPackage: the HPKE init
@@ -70,10 +75,12 @@ func ParseKeyPackage(msg []byte, now time.Time) (KeyPackageInfo, error) {
 		return KeyPackageInfo{}, fmt.Errorf("key package leaf node: %w", ErrBadSignature)
 	}
 	info := KeyPackageInfo{
-		Ref:        keyPackageRef(kp),
-		Suite:      suite,
-		Credential: credentialFromLib(kp.LeafNode.Credential),
-		LastResort: hasExtension(kp.Extensions, mlsext.ExtensionTypeLastResort),
+		Ref:           keyPackageRef(kp),
+		Suite:         suite,
+		Credential:    credentialFromLib(kp.LeafNode.Credential),
+		LastResort:    hasExtension(kp.Extensions, mlsext.ExtensionTypeLastResort),
+		InitKey:       bytes.Clone(kp.InitKey),
+		EncryptionKey: bytes.Clone(kp.LeafNode.EncryptionKey),
 	}
 	if lt := kp.LeafNode.Lifetime; lt != nil {
 		info.NotBefore = unixTime(lt.NotBefore)
