@@ -31,6 +31,18 @@ const (
 	PathStream      = Version + "/stream"                   // GET   WebSocket upgrade; frames are StreamFrame
 )
 
+// Paths of the access transparency log (docs/design/access-log.md): read by
+// any enrolled device; written only by the organisation's administrators
+// on the server's machine (candord access).
+const (
+	PathAccessKey        = Version + "/access/key"        // GET   → AccessKey
+	PathAccessCheckpoint = Version + "/access/checkpoint" // GET   ?since=N → AccessCheckpoint
+	PathAccessRecords    = Version + "/access/records"    // GET   ?from=I&limit=L[&size=S] → AccessRecords
+)
+
+// MaxAccessPage is the most records one GET of the access log returns.
+const MaxAccessPage = 100
+
 // Limits the server enforces; a larger body is refused with CodeTooLarge.
 const (
 	MaxBodyBytes       = 1 << 20 // one request body
@@ -210,3 +222,38 @@ const (
 	FrameWelcome = "welcome"
 	FrameAck     = "ack"
 )
+
+// AccessKey is the access log's public key: a signed-note verifier key
+// ("<origin>+<hash>+<key>", golang.org/x/mod/sumdb/note), which devices pin
+// at first use.
+type AccessKey struct {
+	Key string `json:"key"`
+}
+
+// AccessCheckpoint is the access log's current checkpoint, a C2SP signed
+// note, with the consistency proof (translog's text form) from the size
+// the device asked about (since) to the checkpoint's size. When since
+// exceeds the log's size the proof is for no sizes at all, and the device
+// sees the rollback.
+type AccessCheckpoint struct {
+	Checkpoint []byte `json:"checkpoint"`
+	Proof      []byte `json:"proof"`
+}
+
+// AccessRecords is a page of the access log: records from index From on,
+// each with its inclusion proof in the tree of Size records (the size
+// asked for, or the log's size when none was), at most MaxAccessPage and
+// none at or past Size.
+type AccessRecords struct {
+	Size    int64          `json:"size"`
+	Records []AccessRecord `json:"records"`
+}
+
+// AccessRecord is one record of the access log (package internal/access's
+// encoding) and the proof (translog's text form) that it is the record at
+// Index in the tree of AccessRecords.Size records.
+type AccessRecord struct {
+	Index  int64  `json:"index"`
+	Record []byte `json:"record"`
+	Proof  []byte `json:"proof"`
+}

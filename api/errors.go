@@ -42,6 +42,7 @@ const (
 	CodeOverloaded       Code = "overloaded"         // 503 retry later
 	CodeInternal         Code = "internal"           // 500
 	CodeMethodNotAllowed Code = "method_not_allowed" // 405
+	CodeBeyondLog        Code = "beyond_log"         // 416 the access log holds fewer records than the size asked for
 )
 
 // Status maps each code to its HTTP status.
@@ -66,4 +67,5 @@ var Status = map[Code]int{
 	CodeOverloaded:       503,
 	CodeInternal:         500,
 	CodeMethodNotAllowed: 405,
+	CodeBeyondLog:        416,
 }

@@ -62,6 +62,14 @@ Messages:
                              counts, the open one, its members, an input
                              line; Esc or Ctrl-C quits
 
+The archive:
+  audit                      list every request to open the organisation's
+                             archive that covers you or a conversation you
+                             are or were in: case, reason, requester,
+                             period, the custodians who approved, and
+                             whether it was opened; the access log is
+                             checked against what this device saw before
+
 GROUP is a conversation's name on this device, or the first characters of
 its id, as 'candor groups' shows them, or @USER for your direct
 conversation with USER. USER is a person's user id.
@@ -80,6 +88,7 @@ Exit status:
   6  this device was removed (revoked) or the server does not know it
   7  you are not a member of that conversation (any more)
   8  no such conversation, person or device
+  9  the access log contradicts what this device saw before (altered)
 `
 
 // Exit codes, as the usage text documents them. The numbers are kept
@@ -93,6 +102,7 @@ const (
 	exitRevoked    = 6
 	exitNotMember  = 7
 	exitNotFound   = 8
+	exitAltered    = 9
 )
 
 var errUsage = errors.New("wrong usage")
@@ -154,6 +164,7 @@ var commands = map[string]command{
 	"read":    {min: 1, max: 1, open: true, run: runRead},
 	"listen":  {min: 0, max: 0, flags: listenFlags, open: true, run: runListen},
 	"chat":    {min: 0, max: 1, open: true, run: runChat},
+	"audit":   {min: 0, max: 0, open: true, run: runAudit},
 }
 
 func run(ctx context.Context, args []string, std stdio) error {

@@ -60,6 +60,7 @@ func TestScripts(t *testing.T) {
 			"capture":    cmdCapture,
 			"status":     cmdStatus,
 			"stopserver": cmdStopServer,
+			"access":     cmdAccess,
 		},
 	})
 }

@@ -7,6 +7,7 @@ import (
 
 	"candor"
 	"candor/client"
+	"candor/internal/translog"
 )
 
 // profileError is a failure to open or enrol the profile folder, which the
@@ -28,6 +29,8 @@ var errAmbiguous = errors.New("several conversations match")
 // exitCode maps an error to the exit status the usage text documents.
 func exitCode(err error) int {
 	switch {
+	case errors.Is(err, translog.ErrInconsistent):
+		return exitAltered
 	case errors.Is(err, errUsage), errors.Is(err, errAmbiguous):
 		return exitUsage
 	case errors.Is(err, client.ErrBadInvitation):
@@ -73,6 +76,10 @@ func explanationOf(err error) explanation {
 		home = pe.home
 	}
 	switch {
+	case errors.Is(err, translog.ErrInconsistent):
+		return inconsistentExplanation(err)
+	case errors.Is(err, client.ErrAccessKeyChanged):
+		return keyChangedExplanation
 	case errors.Is(err, errAmbiguous):
 		return explanation{"several conversations match that name or id.", "Type more of the id, as 'candor groups' shows it."}
 	case errors.Is(err, client.ErrBadInvitation):

@@ -5,6 +5,7 @@
 //	candord serve  --data DIR [--listen ADDR]
 //	candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
 //	candord revoke --data DIR DEVICE
+//	candord access request|approve|opened --data DIR ...
 //
 // Logs are JSON on standard error. The server stops gracefully on SIGINT
 // and SIGTERM.
@@ -37,6 +38,7 @@ const usage = `usage:
   candord serve  --data DIR [--listen :8443]
   candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
   candord revoke --data DIR DEVICE
+  candord access request|approve|opened --data DIR ...
 
   init    make a new organisation in DIR: its CA, the server's TLS
           certificate for the --host names, the MLS external sender's key
@@ -44,6 +46,8 @@ const usage = `usage:
   serve   serve the API over TLS 1.3 with device certificates
   invite  print a one-time invitation code for USER to enrol a device
   revoke  revoke DEVICE and propose its removal from each of its groups
+  access  log an opening request, a custodian's approval or a completed
+          opening in the access transparency log ('candord access help')
 `
 
 // defaultPort is the port serve listens on and invitations name by default.
@@ -141,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return withServer(ctx, logger, *data, func(_ *server.DataDir, srv *server.Server) error {
 			return srv.Revoke(ctx, candor.DeviceID(fs.Arg(0)))
 		})
+	case "access":
+		return runAccess(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -83,7 +83,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	for _, f := range []string{FileCACert, FileCAKey, FileServerCert, FileServerKey, FileSenderCert, FileSenderKey, FileDB} {
+	for _, f := range []string{FileCACert, FileCAKey, FileServerCert, FileServerKey, FileSenderCert, FileSenderKey, FileDB, FileAccessKey, FileAccessPub, FileAccessDB} {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return fmt.Errorf("server: %s already holds an organisation (%s exists): %w", dir, f, candor.ErrConflict)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -151,6 +151,11 @@ func Init(ctx context.Context, dir string, opts InitOptions) (err error) {
 		func() error { return write(FileServerCert, "CERTIFICATE", serverCert, 0o644) },
 		func() error { return writeKey(FileSenderKey, senderKey) },
 		func() error { return write(FileSenderCert, "CERTIFICATE", senderCert, 0o644) },
+		func() error {
+			written = append(written, filepath.Join(dir, FileAccessKey), filepath.Join(dir, FileAccessPub))
+			_, err := createAccessKey(dir, hosts[0])
+			return err
+		},
 	} {
 		if err := step(); err != nil {
 			return err
@@ -173,8 +178,9 @@ type DataDir struct {
 	SenderCert []byte // DER
 	TLSCert    tls.Certificate
 	// Hosts are the names the server certificate is for, in its order.
-	Hosts []string
-	Store store.Store
+	Hosts  []string
+	Store  store.Store
+	Access *AccessLog
 }
 
 // Open loads a data folder made by Init and opens its database. It
@@ -223,9 +229,20 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 	for _, ip := range serverCert.IPAddresses {
 		hosts = append(hosts, ip.String())
 	}
+	// Folders made before the access log existed get its key now.
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("server: %s names no host: %w", FileServerCert, candor.ErrInvalid)
+	}
+	if _, err := createAccessKey(dir, hosts[0]); err != nil {
+		return nil, err
+	}
+	accessLog, err := OpenAccessLog(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(ctx, filepath.Join(dir, FileDB))
 	if err != nil {
-		return nil, fmt.Errorf("server: opening the database: %w", err)
+		return nil, errors.Join(fmt.Errorf("server: opening the database: %w", err), accessLog.Close())
 	}
 	return &DataDir{
 		Dir:        dir,
@@ -235,17 +252,18 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 		TLSCert:    tls.Certificate{Certificate: [][]byte{serverCert.Raw, caCert.Raw}, PrivateKey: serverKey, Leaf: serverCert},
 		Hosts:      hosts,
 		Store:      st,
+		Access:     accessLog,
 	}, nil
 }
 
 // Config returns a server configuration with the folder's store, CA and
 // external sender filled in.
 func (d *DataDir) Config() Config {
-	return Config{Store: d.Store, CA: d.CA, Sender: d.Sender, SenderCert: d.SenderCert}
+	return Config{Store: d.Store, CA: d.CA, Sender: d.Sender, SenderCert: d.SenderCert, Access: d.Access}
 }
 
-// Close closes the database.
-func (d *DataDir) Close() error { return d.Store.Close() }
+// Close closes the databases.
+func (d *DataDir) Close() error { return errors.Join(d.Store.Close(), d.Access.Close()) }
 
 func readPEM(dir, name, blockType string) ([]byte, os.FileInfo, error) {
 	path := filepath.Join(dir, name)

@@ -75,6 +75,9 @@ type Config struct {
 	// before the server closes it (the device reconnects and catches up
 	// from its cursor). Zero means 256.
 	StreamBuffer int
+	// Access is the access transparency log the server publishes (GET
+	// /v1/access/...). Nil means none: those endpoints answer not_found.
+	Access *AccessLog
 }
 
 // Server is candor's delivery server. It is safe for concurrent use.
@@ -94,6 +97,7 @@ type Server struct {
 	hub        *hub
 	cursorTurn chan struct{} // taken by each cursor write of the streams' acks
 	mux        *http.ServeMux
+	access     *AccessLog
 }
 
 // New checks cfg and returns a server. ctx bounds the server's life: when
@@ -127,6 +131,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		now:        cfg.Now,
 		rand:       cfg.Rand,
 		policy:     cfg.Policy,
+		access:     cfg.Access,
 	}
 	s.caPool.AddCert(cfg.CA.Certificate())
 	if s.log == nil {
@@ -227,6 +232,9 @@ func (s *Server) routes() {
 	route("GET", api.PathWelcomes, s.device(s.handleWelcomes))
 	route("DELETE", api.PathWelcome, s.device(s.handleDeleteWelcome))
 	route("GET", api.PathStream, s.device(s.handleStream))
+	route("GET", api.PathAccessKey, s.device(s.handleAccessKey))
+	route("GET", api.PathAccessCheckpoint, s.device(s.handleAccessCheckpoint))
+	route("GET", api.PathAccessRecords, s.device(s.handleAccessRecords))
 
 	// Every known path with another method, and every unknown path, gets
 	// an error body from the catalogue rather than the mux's plain text.
@@ -237,6 +245,7 @@ func (s *Server) routes() {
 		{"POST", api.PathGroups}, {"GET", api.PathGroups}, {"GET", api.PathGroup},
 		{"POST", api.PathMessages}, {"GET", api.PathMessages}, {"PUT", api.PathCursor}, {"POST", api.PathLeave},
 		{"GET", api.PathWelcomes}, {"DELETE", api.PathWelcome}, {"GET", api.PathStream},
+		{"GET", api.PathAccessKey}, {"GET", api.PathAccessCheckpoint}, {"GET", api.PathAccessRecords},
 	} {
 		allowed[p.path] = append(allowed[p.path], p.method)
 	}

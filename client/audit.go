@@ -1,0 +1,260 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"candor"
+	"candor/api"
+	"candor/internal/access"
+	"candor/internal/translog"
+)
+
+// The access log's files in the profile folder.
+const (
+	fileAccessKey        = "access.pub"        // the log's verifier key, pinned at first use
+	fileAccessCheckpoint = "access.checkpoint" // the last signed checkpoint this device checked
+	fileAccessPresented  = "access.presented"  // a signed checkpoint that contradicts it, kept as evidence
+)
+
+// ErrAccessKeyChanged reports that the server presents another access log
+// key than the one this device pinned: either the organisation replaced
+// its log, which its administrators must explain, or the server is showing
+// this device a log of its own making.
+var ErrAccessKeyChanged = errors.New("the access log's key is not the one this device pinned")
+
+// An AuditEntry is one request to open the archive whose scope reaches
+// this person, as the access transparency log records it.
+type AuditEntry struct {
+	// Request is the request's id (hex), and Index its position in the log.
+	Request string
+	Index   int64
+	// Case, Reason and Requester are as the request states them.
+	Case, Reason, Requester string
+	// Created is when the request was made.
+	Created time.Time
+	// From and To bound the messages in scope (To excluded).
+	From, To time.Time
+	// Groups are the conversations in scope that this device is or was
+	// in; NamesYou is set when the request names this person.
+	Groups   []candor.GroupID
+	NamesYou bool
+	// Approvals are the custodians who approved, in the order logged.
+	Approvals []AuditApproval
+	// Openings are the completed openings of the request; none while it
+	// waits for approvals or was never carried out.
+	Openings []AuditOpening
+}
+
+// Completed reports whether the request was carried out.
+func (e AuditEntry) Completed() bool { return len(e.Openings) > 0 }
+
+// An AuditApproval is one custodian's approval.
+type AuditApproval struct {
+	Custodian int // their slot in the custody policy
+	Name      string
+}
+
+// An AuditOpening is one completed opening: when, and how much of which
+// conversations it read.
+type AuditOpening struct {
+	Completed time.Time
+	Groups    []access.Replayed
+}
+
+// Audit checks the organisation's access transparency log and returns the
+// openings whose scope touched this person: a conversation this device is
+// or was in, or the person by name. On the way it
+//
+//   - pins the log's key at first use (profile file access.pub), and
+//     fails with ErrAccessKeyChanged if the server later presents another;
+//   - fetches the signed checkpoint with a proof that it extends the one
+//     this device checked last (access.checkpoint), and keeps the new one;
+//   - fetches every record with its proof of inclusion under that
+//     checkpoint.
+//
+// A log that rolled back or forked since this device last looked fails
+// with an error wrapping translog.ErrInconsistent (a
+// *translog.InconsistentError, holding both signed checkpoints as
+// evidence); the checkpoint kept stays the old one, so every later Audit
+// fails the same way until people look into it, and the contradicting
+// checkpoint is kept beside it (access.presented). A record that fails its
+// proof wraps translog.ErrNotIncluded.
+func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
+	key, err := c.accessKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	trustedNote, _, err := readOptional(filepath.Join(c.home, fileAccessCheckpoint))
+	if err != nil {
+		return nil, err
+	}
+	v, err := translog.NewVerifier(translog.VerifierConfig{Key: key, Trusted: trustedNote})
+	if err != nil {
+		return nil, fmt.Errorf("audit: the checkpoint kept in %s: %w", filepath.Join(c.home, fileAccessCheckpoint), err)
+	}
+	trusted, _ := v.Trusted()
+	var cp api.AccessCheckpoint
+	if err := c.tr.call(ctx, "GET", fmt.Sprintf("%s?since=%d", api.PathAccessCheckpoint, trusted.Size), nil, &cp); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	var proof translog.ConsistencyProof
+	if err := proof.UnmarshalText(cp.Proof); err != nil {
+		return nil, fmt.Errorf("audit: the server's consistency proof: %w: %w", ErrProtocol, err)
+	}
+	current, err := v.Update(cp.Checkpoint, proof)
+	if ie, ok := errors.AsType[*translog.InconsistentError](err); ok {
+		c.log.Error("the access log is inconsistent with the checkpoint this device kept", keyErr, err.Error())
+		// The two signed checkpoints together are evidence against the
+		// log; the trusted one is already kept.
+		if werr := writeFile(filepath.Join(c.home, fileAccessPresented), ie.PresentedNote); werr != nil {
+			return nil, errors.Join(fmt.Errorf("audit: %w", err), fmt.Errorf("audit: keeping the evidence: %w", werr))
+		}
+		return nil, fmt.Errorf("audit: %w (evidence kept in %s and %s)", err, filepath.Join(c.home, fileAccessCheckpoint), filepath.Join(c.home, fileAccessPresented))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	if _, signed := v.Trusted(); !bytes.Equal(signed, trustedNote) {
+		if err := writeFile(filepath.Join(c.home, fileAccessCheckpoint), signed); err != nil {
+			return nil, fmt.Errorf("audit: keeping the checkpoint: %w", err)
+		}
+	}
+	records, err := c.accessRecords(ctx, v, current.Size)
+	if err != nil {
+		return nil, err
+	}
+	cases, err := access.Collect(0, records)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	groups, err := c.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mine := make([]candor.GroupID, 0, len(groups))
+	for _, g := range groups {
+		mine = append(mine, g.ID)
+	}
+	var out []AuditEntry
+	for _, cs := range cases {
+		if access.Touches(cs.Request.Scope, mine, c.User()) {
+			out = append(out, auditEntry(cs, mine, c.User()))
+		}
+	}
+	return out, nil
+}
+
+// auditEntry describes one case for this person.
+func auditEntry(cs *access.Case, mine []candor.GroupID, me candor.UserID) AuditEntry {
+	q := cs.Request
+	e := AuditEntry{
+		Request: cs.ID.String(), Index: cs.Index,
+		Case: q.Case, Reason: q.Reason, Requester: q.Requester, Created: q.Created,
+		From: q.Scope.From, To: q.Scope.To,
+		NamesYou: slices.Contains(q.Scope.Users, me),
+	}
+	for _, g := range q.Scope.Groups {
+		if slices.Contains(mine, g) {
+			e.Groups = append(e.Groups, g)
+		}
+	}
+	for _, a := range cs.Approvals {
+		e.Approvals = append(e.Approvals, AuditApproval{Custodian: a.Custodian, Name: a.CustodianName})
+	}
+	for _, o := range cs.Openings {
+		e.Openings = append(e.Openings, AuditOpening{Completed: o.Completed, Groups: slices.Clone(o.Groups)})
+	}
+	return e
+}
+
+// accessKey returns the access log's key, pinning it at first use.
+func (c *Client) accessKey(ctx context.Context) (note.Verifier, error) {
+	var k api.AccessKey
+	if err := c.tr.call(ctx, "GET", api.PathAccessKey, nil, &k); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	served, err := note.NewVerifier(k.Key)
+	if err != nil {
+		return nil, fmt.Errorf("audit: the server's access log key: %w: %v", ErrProtocol, err)
+	}
+	path := filepath.Join(c.home, fileAccessKey)
+	pinned, found, err := readOptional(path)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		if err := writeFile(path, []byte(k.Key+"\n")); err != nil {
+			return nil, fmt.Errorf("audit: pinning the access log's key: %w", err)
+		}
+		return served, nil
+	}
+	if want := strings.TrimSpace(string(pinned)); want != k.Key {
+		return nil, fmt.Errorf("audit: the server presents %s, this device pinned %s (in %s): %w", k.Key, want, path, ErrAccessKeyChanged)
+	}
+	return served, nil
+}
+
+// accessRecords fetches the first size records and checks each one's
+// inclusion under the checkpoint v trusts, of that size.
+func (c *Client) accessRecords(ctx context.Context, v *translog.Verifier, size int64) ([]access.Record, error) {
+	out := make([]access.Record, 0, size)
+	for from := int64(0); from < size; {
+		var page api.AccessRecords
+		p := fmt.Sprintf("%s?from=%d&size=%d&limit=%d", api.PathAccessRecords, from, size, api.MaxAccessPage)
+		if err := c.tr.call(ctx, "GET", p, nil, &page); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		if page.Size != size || len(page.Records) == 0 {
+			return nil, fmt.Errorf("audit: asked for records from %d of %d, the server sent %d of %d: %w", from, size, len(page.Records), page.Size, ErrProtocol)
+		}
+		for _, r := range page.Records {
+			if r.Index != from {
+				return nil, fmt.Errorf("audit: the server sent record %d where %d belongs: %w", r.Index, from, ErrProtocol)
+			}
+			var proof translog.InclusionProof
+			if err := proof.UnmarshalText(r.Proof); err != nil {
+				return nil, fmt.Errorf("audit: the proof of record %d: %w: %w", from, ErrProtocol, err)
+			}
+			if proof.Index != from {
+				return nil, fmt.Errorf("audit: the server sent a proof of record %d for record %d: %w", proof.Index, from, ErrProtocol)
+			}
+			if err := v.VerifyInclusion(r.Record, proof); err != nil {
+				return nil, fmt.Errorf("audit: access log record %d: %w", from, err)
+			}
+			rec, err := access.ParseRecord(r.Record)
+			if err != nil {
+				return nil, fmt.Errorf("audit: access log record %d: %w", from, err)
+			}
+			out = append(out, rec)
+			from++
+			if from == size {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// readOptional reads a profile file that may not exist yet, and reports
+// whether it did.
+func readOptional(path string) ([]byte, bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return b, true, nil
+}

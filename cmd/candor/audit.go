@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"candor"
+	"candor/client"
+	"candor/internal/translog"
+)
+
+// runAudit lists the openings of the archive that concern this person, as
+// the organisation's access transparency log, checked on this device,
+// records them.
+func runAudit(ctx context.Context, e *env, _ []string) error {
+	// Conversations this device has not caught up with yet count too.
+	if err := e.c.Sync(ctx); err != nil {
+		return err
+	}
+	entries, err := e.c.Audit(ctx)
+	if err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		fmt.Fprintln(e.out, "No request to open the archive concerns you: the organisation's access log, checked on this device, names neither you nor any conversation you are or were in.")
+		return nil
+	}
+	gs, err := e.c.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	names := make(map[candor.GroupID]string, len(gs))
+	for _, g := range gs {
+		short := g.ID.String()[:min(shortID, len(g.ID.String()))]
+		if g.Name != "" {
+			names[g.ID] = fmt.Sprintf("%q (%s)", g.Name, short)
+		} else {
+			names[g.ID] = "conversation " + short
+		}
+	}
+	if len(entries) == 1 {
+		fmt.Fprintln(e.out, "1 request to open the archive concerns you. The access log was checked on this device.")
+	} else {
+		fmt.Fprintf(e.out, "%d requests to open the archive concern you. The access log was checked on this device.\n", len(entries))
+	}
+	for _, en := range entries {
+		fmt.Fprintln(e.out)
+		writeAuditEntry(e, en, names)
+	}
+	return nil
+}
+
+func writeAuditEntry(e *env, en client.AuditEntry, names map[candor.GroupID]string) {
+	fmt.Fprintf(e.out, "Case %s, requested by %s on %s\n", en.Case, en.Requester, en.Created.Local().Format(timeLayout))
+	fmt.Fprintf(e.out, "  Reason:    %s\n", strings.ReplaceAll(en.Reason, "\n", "\n             "))
+	var scope []string
+	for _, g := range en.Groups {
+		scope = append(scope, names[g])
+	}
+	if en.NamesYou {
+		scope = append(scope, "you, by name (every conversation of yours)")
+	}
+	fmt.Fprintf(e.out, "  Covers:    %s\n", strings.Join(scope, "; "))
+	fmt.Fprintf(e.out, "  Messages:  sent from %s until %s\n", en.From.Local().Format(timeLayout), en.To.Local().Format(timeLayout))
+	if len(en.Approvals) == 0 {
+		fmt.Fprintln(e.out, "  Approved:  by no custodian yet")
+	} else {
+		var who []string
+		for _, a := range en.Approvals {
+			who = append(who, a.Name)
+		}
+		fmt.Fprintf(e.out, "  Approved:  by %s\n", strings.Join(who, ", "))
+	}
+	if !en.Completed() {
+		fmt.Fprintln(e.out, "  Status:    not opened")
+		return
+	}
+	for _, o := range en.Openings {
+		var records uint64
+		for _, g := range o.Groups {
+			records += g.Records
+		}
+		fmt.Fprintf(e.out, "  Status:    OPENED on %s: %s, %s read\n", o.Completed.Local().Format(timeLayout), plural(len(o.Groups), "conversation"), plural(records, "record"))
+	}
+}
+
+// inconsistentExplanation is what a person reads when the access log
+// contradicts what this device saw before.
+func inconsistentExplanation(err error) explanation {
+	what := "THE ORGANISATION'S ACCESS LOG HAS BEEN ALTERED: it contradicts what this device saw before"
+	if ie, ok := errors.AsType[*translog.InconsistentError](err); ok {
+		switch ie.Kind {
+		case translog.Rollback:
+			what += fmt.Sprintf(" (it now shows %d records, after showing %d: records were removed)", ie.Presented.Size, ie.Trusted.Size)
+		case translog.Fork:
+			what += fmt.Sprintf(" (the server presents a history of %d records that does not extend the %d records seen before)", ie.Presented.Size, ie.Trusted.Size)
+		}
+	}
+	return explanation{what + ". Openings of the archive may be hidden from you.",
+		"Tell your organisation's security or compliance officer now, and keep this profile folder as it is: its files access.checkpoint and access.presented are the evidence."}
+}
+
+// keyChangedExplanation is what a person reads when the access log's key
+// is not the one this device pinned.
+var keyChangedExplanation = explanation{"the server signs the access log with another key than the one this device trusted first.",
+	"Ask your organisation's security officer whether the log was replaced on purpose. Until then this device cannot check the log."}
+
+// plural writes a count of things in words.
+func plural[N int | uint64](n N, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}

@@ -1,0 +1,351 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"candor"
+	"candor/api"
+	"candor/internal/access"
+	"candor/internal/store"
+	"candor/internal/translog"
+	"candor/internal/translog/sqllog"
+)
+
+// The access transparency log's files in a data folder
+// (docs/design/access-log.md).
+const (
+	FileAccessKey = "access.key" // the note signing key, mode 0600
+	FileAccessPub = "access.pub" // its verifier key, which devices pin
+	FileAccessDB  = "access.db"  // the log (internal/translog/sqllog)
+)
+
+// accessOriginSuffix follows the server's first host name in the log's
+// origin, which names the log and its key.
+const accessOriginSuffix = "/candor/access"
+
+// An AccessLog is the organisation's access transparency log: every
+// request to open the archive, every custodian's approval and every
+// completed opening, as records of package access in a Merkle log whose
+// checkpoints the log's key signs. The server only reads it; the
+// administrators' commands (candord access) append to it, from another
+// process if need be: every read asks SQLite for the log's current size.
+// It is safe for concurrent use.
+type AccessLog struct {
+	db       *sqllog.DB
+	log      *translog.Log
+	verifier string // the note verifier key, as devices pin it
+
+	// appendMu makes "check that the request is logged, then append" one
+	// step within a process.
+	appendMu sync.Mutex
+}
+
+// createAccessKey writes a new signing key for the access log, named after
+// host, and its verifier key, unless dir holds a signing key already.
+// It reports whether it wrote one.
+func createAccessKey(dir, host string) (bool, error) {
+	path := filepath.Join(dir, FileAccessKey)
+	if _, err := os.Lstat(path); err == nil {
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("server: %w", err)
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, host+accessOriginSuffix)
+	if err != nil {
+		return false, fmt.Errorf("server: making the access log's key: %w", err)
+	}
+	if err := writeNewFile(path, []byte(skey+"\n"), 0o600); err != nil {
+		return false, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, FileAccessPub), []byte(vkey+"\n"), 0o644); err != nil {
+		return false, errors.Join(fmt.Errorf("server: %w", err), os.Remove(path))
+	}
+	return true, nil
+}
+
+// writeNewFile writes a file that must not exist yet, synced.
+func writeNewFile(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	_, werr := f.Write(data)
+	if werr == nil {
+		werr = f.Sync()
+	}
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return errors.Join(fmt.Errorf("server: writing %s: %w", path, err), os.Remove(path))
+	}
+	return nil
+}
+
+// OpenAccessLog opens the access log of the data folder dir, creating its
+// database if need be. Its signing key must exist (Init makes it, and Open
+// makes it for folders made before the access log existed) and be
+// readable by its owner only.
+func OpenAccessLog(ctx context.Context, dir string) (*AccessLog, error) {
+	path := filepath.Join(dir, FileAccessKey)
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("server: %s is readable by others than its owner (mode %v); chmod 600 it: %w", path, fi.Mode().Perm(), candor.ErrPermission)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("server: %s is not a signing key: %w", path, candor.ErrInvalid)
+	}
+	pub, err := os.ReadFile(filepath.Join(dir, FileAccessPub))
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	vkey := strings.TrimSpace(string(pub))
+	if v, err := note.NewVerifier(vkey); err != nil || v.Name() != signer.Name() || v.KeyHash() != signer.KeyHash() {
+		return nil, fmt.Errorf("server: %s does not match %s: %w", FileAccessPub, FileAccessKey, candor.ErrInvalid)
+	}
+	db, err := sqllog.Open(ctx, filepath.Join(dir, FileAccessDB))
+	if err != nil {
+		return nil, fmt.Errorf("server: the access log: %w", err)
+	}
+	st, err := db.Storage(ctx, signer.Name())
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("server: the access log: %w", err), db.Close())
+	}
+	l, err := translog.New(ctx, translog.Config{Origin: signer.Name(), Signer: signer, Storage: st})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("server: the access log: %w", err), db.Close())
+	}
+	return &AccessLog{db: db, log: l, verifier: vkey}, nil
+}
+
+// Close closes the log's database.
+func (a *AccessLog) Close() error { return a.db.Close() }
+
+// VerifierKey returns the log's public key in signed-note form.
+func (a *AccessLog) VerifierKey() string { return a.verifier }
+
+// Origin returns the log's name.
+func (a *AccessLog) Origin() string { return a.log.Origin() }
+
+// Cases reads the whole log and returns its requests with their approvals
+// and openings. A record that does not parse, or one that does not fit
+// the log before it, fails: the log is then not what candor writes.
+func (a *AccessLog) Cases(ctx context.Context) ([]*access.Case, error) {
+	n, err := a.log.Size(ctx)
+	if err != nil {
+		return nil, err
+	}
+	records := make([]access.Record, 0, n)
+	for i := range n {
+		raw, err := a.log.Record(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		r, err := access.ParseRecord(raw)
+		if err != nil {
+			return nil, fmt.Errorf("server: access log record %d: %w", i, err)
+		}
+		records = append(records, r)
+	}
+	return access.Collect(0, records)
+}
+
+// LogRequest appends an opening request and returns its id and index. A
+// request already logged fails with candor.ErrConflict.
+func (a *AccessLog) LogRequest(ctx context.Context, q *access.Request) (access.RequestID, int64, error) {
+	id, err := q.ID()
+	if err != nil {
+		return access.RequestID{}, 0, err
+	}
+	index, err := a.appendAfter(ctx, access.Record{Request: q}, func(cases []*access.Case) error {
+		if findCase(cases, id) != nil {
+			return fmt.Errorf("server: request %v is already in the access log: %w", id, candor.ErrConflict)
+		}
+		return nil
+	})
+	return id, index, err
+}
+
+// LogApproval appends a custodian's approval of a logged request. A
+// request not in the log fails with candor.ErrNotFound; a second approval
+// by the same custodian, with candor.ErrConflict. The approval's signature
+// is not checked here (the server does not link the custody code): the
+// record carries it for every reader who holds the custody policy.
+func (a *AccessLog) LogApproval(ctx context.Context, ap *access.Approval) (int64, error) {
+	return a.appendAfter(ctx, access.Record{Approval: ap}, func(cases []*access.Case) error {
+		c := findCase(cases, ap.Request)
+		if c == nil {
+			return fmt.Errorf("server: request %v is not in the access log: %w", ap.Request, candor.ErrNotFound)
+		}
+		for _, prev := range c.Approvals {
+			if prev.Custodian == ap.Custodian {
+				return fmt.Errorf("server: custodian %d (%s) has already approved request %v: %w", ap.Custodian, prev.CustodianName, ap.Request, candor.ErrConflict)
+			}
+		}
+		return nil
+	})
+}
+
+// LogOpening appends a completed opening of a logged request (else
+// candor.ErrNotFound).
+func (a *AccessLog) LogOpening(ctx context.Context, o *access.Opening) (int64, error) {
+	return a.appendAfter(ctx, access.Record{Opening: o}, func(cases []*access.Case) error {
+		if findCase(cases, o.Request) == nil {
+			return fmt.Errorf("server: request %v is not in the access log: %w", o.Request, candor.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func findCase(cases []*access.Case, id access.RequestID) *access.Case {
+	for _, c := range cases {
+		if c.ID == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// appendAfter appends r if check, given the log's cases, allows it.
+// Another process appending meanwhile is not excluded by appendMu; the
+// checks it could defeat (a repeated request or approval) are also caught
+// by readers, which drop repeated approvals and refuse repeated requests.
+func (a *AccessLog) appendAfter(ctx context.Context, r access.Record, check func([]*access.Case) error) (int64, error) {
+	enc, err := r.MarshalBinary()
+	if err != nil {
+		return 0, err
+	}
+	a.appendMu.Lock()
+	defer a.appendMu.Unlock()
+	cases, err := a.Cases(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := check(cases); err != nil {
+		return 0, err
+	}
+	return a.log.Append(ctx, enc)
+}
+
+// accessLog returns the server's access log, or the error a device gets
+// from a server that keeps none.
+func (s *Server) accessLog() (*AccessLog, error) {
+	if s.access == nil {
+		return nil, fail(api.CodeNotFound, "this server keeps no access log", nil)
+	}
+	return s.access, nil
+}
+
+// handleAccessKey returns the access log's verifier key.
+func (s *Server) handleAccessKey(w http.ResponseWriter, r *http.Request, _ store.Device) error {
+	a, err := s.accessLog()
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.AccessKey{Key: a.VerifierKey()})
+	return nil
+}
+
+// handleAccessCheckpoint returns the signed checkpoint and the proof that
+// it extends the tree of ?since= records.
+func (s *Server) handleAccessCheckpoint(w http.ResponseWriter, r *http.Request, _ store.Device) error {
+	a, err := s.accessLog()
+	if err != nil {
+		return err
+	}
+	since, err := queryIndex(r, "since", 0)
+	if err != nil {
+		return err
+	}
+	signed, proof, err := a.log.CheckpointSince(r.Context(), since)
+	if err != nil {
+		return internal(fmt.Errorf("access log checkpoint: %w", err))
+	}
+	text, err := proof.MarshalText()
+	if err != nil {
+		return internal(fmt.Errorf("access log proof: %w", err))
+	}
+	writeJSON(w, http.StatusOK, api.AccessCheckpoint{Checkpoint: signed, Proof: text})
+	return nil
+}
+
+// handleAccessRecords returns records with their inclusion proofs in the
+// tree of ?size= records (default: the whole log).
+func (s *Server) handleAccessRecords(w http.ResponseWriter, r *http.Request, _ store.Device) error {
+	a, err := s.accessLog()
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	n, err := a.log.Size(ctx)
+	if err != nil {
+		return internal(err)
+	}
+	from, err := queryIndex(r, "from", 0)
+	if err != nil {
+		return err
+	}
+	size, err := queryIndex(r, "size", n)
+	if err != nil {
+		return err
+	}
+	limit, err := queryIndex(r, "limit", api.MaxAccessPage)
+	if err != nil {
+		return err
+	}
+	if limit == 0 {
+		return fail(api.CodeBadRequest, "limit: a positive number", nil)
+	}
+	if size > n {
+		return fail(api.CodeBeyondLog, fmt.Sprintf("the access log holds %d records, not %d", n, size), nil)
+	}
+	out := api.AccessRecords{Size: size, Records: []api.AccessRecord{}}
+	for i := from; i < size && i-from < min(limit, api.MaxAccessPage); i++ {
+		rec, err := a.log.Record(ctx, i)
+		if err != nil {
+			return internal(fmt.Errorf("access log record %d: %w", i, err))
+		}
+		p, err := a.log.ProveInclusion(ctx, i, size)
+		if err != nil {
+			return internal(fmt.Errorf("access log proof of record %d: %w", i, err))
+		}
+		text, err := p.MarshalText()
+		if err != nil {
+			return internal(fmt.Errorf("access log proof of record %d: %w", i, err))
+		}
+		out.Records = append(out.Records, api.AccessRecord{Index: i, Record: rec, Proof: text})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// queryIndex reads a non-negative decimal query parameter, def when it is
+// absent.
+func queryIndex(r *http.Request, name string, def int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fail(api.CodeBadRequest, name+": a non-negative number", nil)
+	}
+	return n, nil
+}
