@@ -95,7 +95,6 @@ type Server struct {
 	policy     Policy
 	locks      groupLocks
 	hub        *hub
-	cursorTurn chan struct{} // taken by each cursor write of the streams' acks
 	mux        *http.ServeMux
 	access     *AccessLog
 }
@@ -148,7 +147,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		buf = 256
 	}
 	s.hub = newHub(buf)
-	s.cursorTurn = make(chan struct{}, 1)
 	s.routes()
 	return s, nil
 }

@@ -1,10 +1,16 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -215,7 +221,10 @@ func TestHubSlowConsumer(t *testing.T) {
 	for i := range 10 {
 		h.publish("d1", notice{group: "g", seq: uint64(i + 1), member: true})
 		h.publish("d2", notice{group: "g", seq: uint64(i + 1), member: true})
-		<-fast.notices
+		<-fast.wake
+		if got := fast.take(); len(got) != 1 || got[0].seq != uint64(i+1) {
+			t.Fatalf("the stream that keeps up took %+v, want notice %d", got, i+1)
+		}
 	}
 	if !errors.Is(context.Cause(ctx), errSlowConsumer) {
 		t.Fatalf("slow stream: cause %v, want errSlowConsumer", context.Cause(ctx))
@@ -223,8 +232,8 @@ func TestHubSlowConsumer(t *testing.T) {
 	if fastCtx.Err() != nil {
 		t.Fatal("the stream that kept up was closed")
 	}
-	if len(slow.notices) != 2 {
-		t.Fatalf("slow stream holds %d notices, want its buffer of 2", len(slow.notices))
+	if got := len(slow.take()); got != 2 {
+		t.Fatalf("slow stream holds %d notices, want its buffer of 2", got)
 	}
 	h.unsubscribe(slow)
 	h.unsubscribe(fast)
@@ -328,4 +337,98 @@ func TestStreamAckPastHead(t *testing.T) {
 	wantEntry(t, readFrame(t, bs), id, 1)
 	writeFrame(t, bs, api.StreamFrame{Type: api.FrameAck, GroupID: []byte(id), Seq: 99})
 	wantClosed(t, bs, websocket.StatusPolicyViolation)
+}
+
+// TestLeanHijacker: the smaller buffers a stream gets keep the bytes a
+// client sent right behind its request, which net/http had already read.
+func TestLeanHijacker(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		conn, brw, err := leanHijacker{&statusWriter{ResponseWriter: w}}.Hijack()
+		if err != nil {
+			got <- "hijack: " + err.Error()
+			return
+		}
+		defer conn.Close()
+		if err := conn.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			got <- err.Error()
+			return
+		}
+		if brw.Reader.Size() != streamReadBuffer || brw.Writer.Size() != streamWriteBuffer {
+			got <- fmt.Sprintf("buffers of %d and %d bytes", brw.Reader.Size(), brw.Writer.Size())
+			return
+		}
+		// As the WebSocket library does: keep what is buffered, and read
+		// the rest from the connection.
+		early, err := brw.Reader.Peek(brw.Reader.Buffered())
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		brw.Reader.Reset(io.MultiReader(bytes.NewReader(early), conn))
+		b := make([]byte, len("early bytes, then late ones"))
+		if n, err := io.ReadFull(brw, b); err != nil {
+			got <- fmt.Sprintf("%q, then %v", b[:n], err)
+			return
+		}
+		got <- string(b)
+	}))
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The request and the first bytes after it in one write, so that
+	// net/http reads both into its buffer.
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\nearly bytes, "); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, err := io.WriteString(c, "then late ones"); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; s != "early bytes, then late ones" {
+		t.Fatalf("the hijacked connection read %q", s)
+	}
+}
+
+// TestStreamRevokedElsewhere: a device revoked by another process (here,
+// straight in the store, as candord revoke does) loses its stream at the
+// server's next look for revocations, and only that device does.
+func TestStreamRevokedElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice, bob := e.enrol("alice", "laptop"), e.enrol("bob", "phone")
+	id := candor.GroupID("revoked-elsewhere")
+	pair(t, alice, bob, id)
+	as, bs := alice.dialStream(t), bob.dialStream(t)
+	wantEntry(t, readFrame(t, as), id, 1)
+	wantEntry(t, readFrame(t, bs), id, 1)
+
+	before := time.Now()
+	if err := e.srv.store.RevokeDevice(e.ctx, bob.id, before.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	// A look that began after the revocation was stamped still finds it.
+	next, err := e.srv.kickRevoked(e.ctx, before.Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Before(before) {
+		t.Errorf("the next look starts at %v, before this one", next)
+	}
+	wantClosed(t, bs, websocket.StatusPolicyViolation)
+
+	_, resp := alice.send(id, "still here")
+	wantEntry(t, readFrame(t, as), id, resp.Seq)
 }

@@ -45,6 +45,9 @@ type Store interface {
 	// keeps the first time and is no error. It also deletes the device's
 	// KeyPackages.
 	RevokeDevice(ctx context.Context, id candor.DeviceID, at time.Time) error
+	// RevokedSince returns the devices revoked at or after since (by their
+	// RevokedAt), in no particular order; none is an empty list.
+	RevokedSince(ctx context.Context, since time.Time) ([]candor.DeviceID, error)
 
 	// AddKeyPackages adds one-time KeyPackages to a device's stock and,
 	// when lastResort is non-nil, replaces its last-resort one. A ref
@@ -89,7 +92,9 @@ type Store interface {
 	// in a group's log.
 	CommitSeq(ctx context.Context, id candor.GroupID, epoch candor.Epoch) (uint64, error)
 	// SetCursor records that device has processed a group's log up to seq.
-	// A cursor never moves back: a lower seq is ignored.
+	// A cursor never moves back: a lower seq is ignored. A seq past the
+	// log's head is ErrInvalid; a device that is not a member of the group
+	// (or a group that does not exist) is ErrNotFound.
 	SetCursor(ctx context.Context, device candor.DeviceID, id candor.GroupID, seq uint64) error
 	// Welcomes returns the unacknowledged Welcomes for a device, oldest first.
 	Welcomes(ctx context.Context, device candor.DeviceID) ([]Welcome, error)

@@ -34,18 +34,20 @@ func (s *Store) createInvitation(ctx context.Context, inv store.Invitation) erro
 	if err != nil {
 		return err
 	}
-	n, err := affected(s.db(s.ws).exec(ctx, `
-		INSERT INTO invitations (id, user_id, secret_hash, created, expires, used)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT DO NOTHING`,
-		inv.ID, string(inv.User), blob(inv.SecretHash), created, expires, flag(inv.Used)))
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return fmt.Errorf("id taken: %w", candor.ErrConflict)
-	}
-	return nil
+	return s.write(ctx, func(ctx context.Context, c conn) error {
+		n, err := affected(c.exec(ctx, `
+			INSERT INTO invitations (id, user_id, secret_hash, created, expires, used)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT DO NOTHING`,
+			inv.ID, string(inv.User), blob(inv.SecretHash), created, expires, flag(inv.Used)))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("id taken: %w", candor.ErrConflict)
+		}
+		return nil
+	})
 }
 
 // Invitation returns an invitation, used or not.
@@ -93,7 +95,7 @@ func (s *Store) enrol(ctx context.Context, id string, secretHash []byte, now tim
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(c conn) error {
+	return s.write(ctx, func(ctx context.Context, c conn) error {
 		// Load the row and judge it here: the secret hash is compared in
 		// constant time, and first, so that without the secret nothing is
 		// learnt about the invitation.
@@ -201,6 +203,23 @@ func (s *Store) Devices(ctx context.Context, user candor.UserID) ([]store.Device
 	return ds, nil
 }
 
+// RevokedSince returns the devices revoked at or after since. It reads
+// every device row: the server asks about twice a minute, and a table of
+// tens of thousands of devices is scanned in milliseconds.
+func (s *Store) RevokedSince(ctx context.Context, since time.Time) ([]candor.DeviceID, error) {
+	ns, err := nanos("since", since)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: listing revoked devices: %w", err)
+	}
+	ids, err := scanList(ctx, s.db(s.rs), func(r *sql.Rows) (id candor.DeviceID, err error) {
+		return id, r.Scan(&id)
+	}, `SELECT id FROM devices WHERE revoked_at >= ?`, ns)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: listing the devices revoked since %v: %w", since, err)
+	}
+	return ids, nil
+}
+
 // RevokeDevice marks a device revoked at at, unless it already is, and
 // deletes its KeyPackages, claimed ones included: nothing is routed to a
 // revoked device any more.
@@ -210,7 +229,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id candor.DeviceID, at time.Ti
 		if err != nil {
 			return err
 		}
-		return s.write(ctx, func(c conn) error {
+		return s.write(ctx, func(ctx context.Context, c conn) error {
 			n, err := affected(c.exec(ctx, `
 				UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
 				revoked, string(id)))

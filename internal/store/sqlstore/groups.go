@@ -25,7 +25,7 @@ func (s *Store) CreateGroup(ctx context.Context, g store.Group, creator candor.D
 		if err != nil {
 			return err
 		}
-		return s.write(ctx, func(c conn) error {
+		return s.write(ctx, func(ctx context.Context, c conn) error {
 			if err := usableDevice(ctx, c, creator); err != nil {
 				return err
 			}
@@ -151,31 +151,36 @@ func groupExists(ctx context.Context, c conn, id candor.GroupID) error {
 // A replay is reported before a stale PrevHead: the message is already in
 // the log, whatever the head.
 func (s *Store) Append(ctx context.Context, req store.AppendRequest) (uint64, error) {
-	seq, err := s.append(ctx, req)
+	seq, f, err := appendTx(req)
+	if err == nil {
+		err = s.write(ctx, f)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: appending to group %s after %d: %w", req.Group, req.PrevHead, err)
 	}
 	return seq, nil
 }
 
-func (s *Store) append(ctx context.Context, req store.AppendRequest) (uint64, error) {
+// appendTx checks req and returns the new entry's seq and the write that
+// appends it.
+func appendTx(req store.AppendRequest) (uint64, func(ctx context.Context, c conn) error, error) {
 	e := req.Entry
 	if len(e.Message) == 0 {
-		return 0, fmt.Errorf("empty message: %w", candor.ErrInvalid)
+		return 0, nil, fmt.Errorf("empty message: %w", candor.ErrInvalid)
 	}
 	sent, err := nanos("entry time", e.Time)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	queued := make([]int64, len(req.Welcomes))
 	for i, w := range req.Welcomes {
 		if w.ID == "" || len(w.Data) == 0 {
-			return 0, fmt.Errorf("welcome without an id or data: %w", candor.ErrInvalid)
+			return 0, nil, fmt.Errorf("welcome without an id or data: %w", candor.ErrInvalid)
 		}
 		queued[i] = sent
 		if !w.Time.IsZero() {
 			if queued[i], err = nanos("welcome time", w.Time); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 		}
 	}
@@ -185,7 +190,7 @@ func (s *Store) append(ctx context.Context, req store.AppendRequest) (uint64, er
 	hash := sha256.Sum256(e.Message)
 	group := []byte(req.Group)
 
-	err = s.write(ctx, func(c conn) error {
+	return seq, func(ctx context.Context, c conn) error {
 		if err := replayed(ctx, c, group, hash[:]); err != nil {
 			return err
 		}
@@ -267,11 +272,7 @@ func (s *Store) append(ctx context.Context, req store.AppendRequest) (uint64, er
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return seq, nil
+	}, nil
 }
 
 // EntryOf returns the sequence number of the entry whose message is msg.
@@ -391,7 +392,7 @@ func (s *Store) CommitSeq(ctx context.Context, id candor.GroupID, epoch candor.E
 // lower seq than the cursor's is ignored. A seq past the log's head is
 // ErrInvalid; a device that is not a member is ErrNotFound.
 func (s *Store) SetCursor(ctx context.Context, device candor.DeviceID, id candor.GroupID, seq uint64) error {
-	err := s.write(ctx, func(c conn) error {
+	err := s.write(ctx, func(ctx context.Context, c conn) error {
 		var head int64
 		if err := c.queryRow(ctx, `SELECT head FROM groups WHERE id = ?`, []byte(id)).Scan(&head); err != nil {
 			return noRow(err)
@@ -452,10 +453,13 @@ func (s *Store) Welcomes(ctx context.Context, device candor.DeviceID) ([]store.W
 // DeleteWelcome acknowledges a Welcome. ErrNotFound if it is not the
 // device's, or gone.
 func (s *Store) DeleteWelcome(ctx context.Context, device candor.DeviceID, id string) error {
-	n, err := affected(s.db(s.ws).exec(ctx, `DELETE FROM welcomes WHERE id = ? AND device_id = ?`, id, string(device)))
-	if err == nil && n == 0 {
-		err = candor.ErrNotFound
-	}
+	err := s.write(ctx, func(ctx context.Context, c conn) error {
+		n, err := affected(c.exec(ctx, `DELETE FROM welcomes WHERE id = ? AND device_id = ?`, id, string(device)))
+		if err == nil && n == 0 {
+			err = candor.ErrNotFound
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: deleting Welcome %s of device %s: %w", id, device, err)
 	}

@@ -47,7 +47,7 @@ func (s *Store) addKeyPackages(ctx context.Context, device candor.DeviceID, kps 
 			return err
 		}
 	}
-	return s.write(ctx, func(c conn) error {
+	return s.write(ctx, func(ctx context.Context, c conn) error {
 		if err := usableDevice(ctx, c, device); err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func (s *Store) ClaimKeyPackages(ctx context.Context, user candor.UserID, now ti
 		if err != nil {
 			return err
 		}
-		return s.write(ctx, func(c conn) error {
+		return s.write(ctx, func(ctx context.Context, c conn) error {
 			out = make([]store.KeyPackage, 0)
 			devices, err := scanList(ctx, c, func(r *sql.Rows) (id string, err error) {
 				return id, r.Scan(&id)

@@ -18,7 +18,9 @@
 // # Concurrency
 //
 // A Store is safe for concurrent use. Writes go through one connection, so
-// they are serialised in the process; every write transaction takes
+// they are serialised in the process, and through one goroutine, the
+// writer, which runs the writes that queued up meanwhile in one transaction
+// with one fsync (group commit, see write); every write transaction takes
 // SQLite's write lock at BEGIN (BEGIN IMMEDIATE), so two processes sharing
 // the file (candord serve and candord revoke) never deadlock upgrading a
 // read lock, and either waits up to sqldb.BusyTimeout for the other. Reads use a
@@ -41,6 +43,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"candor"
@@ -56,6 +59,16 @@ type Store struct {
 	r *sql.DB // reads; read-only connections for SQLite
 	// ws and rs are the statements prepared on w and r.
 	ws, rs *stmtCache
+
+	// The writer (see write): jobs hands it writes, quit stops it, and
+	// stopped is closed once it has.
+	jobs    chan *job
+	quit    chan struct{}
+	stopped chan struct{}
+	stats   batchStats
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -83,12 +96,25 @@ func openSQLite(ctx context.Context, path string, sync sqldb.Sync) (*Store, erro
 	if err := sqldb.Migrate(ctx, db.W, migrationFiles, "migrations", rewrite); err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlstore: %s: %w", path, err), db.Close())
 	}
-	return &Store{d: d, w: db.W, r: db.R, ws: newStmtCache(db.W), rs: newStmtCache(db.R)}, nil
+	s := &Store{
+		d: d, w: db.W, r: db.R, ws: newStmtCache(db.W), rs: newStmtCache(db.R),
+		jobs: make(chan *job), quit: make(chan struct{}), stopped: make(chan struct{}),
+	}
+	// The writer outlives Open's ctx: Close stops it.
+	go s.writeLoop(context.WithoutCancel(ctx))
+	return s, nil
 }
 
-// Close closes the database. The Store must not be used afterwards.
+// Close waits for the write in progress, if any, and closes the database.
+// Writes that had not reached the writer fail. Closing again returns the
+// first Close's error; the Store must not be used afterwards.
 func (s *Store) Close() error {
-	return errors.Join(s.rs.close(), s.ws.close(), s.r.Close(), s.w.Close())
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.stopped
+		s.closeErr = errors.Join(s.rs.close(), s.ws.close(), s.r.Close(), s.w.Close())
+	})
+	return s.closeErr
 }
 
 //go:embed migrations/*.sql
@@ -169,20 +195,6 @@ func (c conn) queryRow(ctx context.Context, query string, args ...any) *sql.Row 
 		return st.QueryRowContext(ctx, args...)
 	}
 	return c.q.QueryRowContext(ctx, query, args...)
-}
-
-// write runs f in a write transaction and commits it if f returns nil.
-func (s *Store) write(ctx context.Context, f func(c conn) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	var p pending
-	defer p.flush(ctx, s.ws)
-	if err := f(s.inTx(tx, s.ws, &p)); err != nil {
-		return errors.Join(err, tx.Rollback())
-	}
-	return tx.Commit()
 }
 
 // read runs f in a read transaction, so that its queries see one state.

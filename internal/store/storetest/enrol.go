@@ -270,3 +270,32 @@ func testRevoke(t *testing.T, s store.Store) {
 
 	wantErr(t, "RevokeDevice of an unknown device", s.RevokeDevice(ctx, "dev-9", at), candor.ErrNotFound)
 }
+
+func testRevokedSince(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, id := range []candor.DeviceID{"dev-1", "dev-2", "dev-3", "dev-4"} {
+		enrol(t, s, "alice", id)
+	}
+	got, err := s.RevokedSince(ctx, t0)
+	must(t, err)
+	diff(t, "RevokedSince with none revoked", []candor.DeviceID{}, got)
+	must(t, s.RevokeDevice(ctx, "dev-1", t0.Add(time.Hour)))
+	must(t, s.RevokeDevice(ctx, "dev-2", t0.Add(2*time.Hour)))
+	must(t, s.RevokeDevice(ctx, "dev-3", t0.Add(3*time.Hour)))
+	for _, tc := range []struct {
+		name  string
+		since time.Time
+		want  []candor.DeviceID
+	}{
+		{"before all", t0, []candor.DeviceID{"dev-1", "dev-2", "dev-3"}},
+		{"at one", t0.Add(2 * time.Hour), []candor.DeviceID{"dev-2", "dev-3"}},
+		{"just after one", t0.Add(2*time.Hour + time.Nanosecond), []candor.DeviceID{"dev-3"}},
+		{"after all", t0.Add(4 * time.Hour), []candor.DeviceID{}},
+	} {
+		got, err := s.RevokedSince(ctx, tc.since)
+		must(t, err)
+		diff(t, "RevokedSince "+tc.name, tc.want, sortedIDs(got...))
+	}
+	_, err = s.RevokedSince(ctx, time.Time{})
+	wantErr(t, "RevokedSince the zero time", err, candor.ErrInvalid)
+}
