@@ -15,7 +15,9 @@ import (
 
 // TestREADMEServerCommands runs the README's "Running a server and
 // enrolling a device" block as written, in a temporary folder, so that the
-// README stays true: build, init, serve, invite, enroll, whoami.
+// README stays true: build, init, the custody ceremony, serve, invite,
+// enroll, whoami. The custodians' passphrase comes from the environment,
+// as the README says scripts give it.
 func TestREADMEServerCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
@@ -34,7 +36,7 @@ func TestREADMEServerCommands(t *testing.T) {
 		switch {
 		case args[0] == "go":
 			// go build -o bin/ ./cmd/...: build from the repository.
-			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "bin")+"/", "./cmd/candord", "./cmd/candor")
+			cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", filepath.Join(dir, "bin") + "/"}, args[4:]...)...)
 			cmd.Dir = repo
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v\n%s", line, err, out)
@@ -63,6 +65,7 @@ func TestREADMEServerCommands(t *testing.T) {
 		}
 		cmd := exec.CommandContext(ctx, filepath.Join(dir, args[0]), args[1:]...)
 		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CANDOR_CUSTODY_PASSPHRASE=a passphrase for the README")
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%s: %v", line, err)

@@ -28,6 +28,7 @@ const (
 	PathLeave       = Version + "/groups/{group}/leave"     // POST  (empty): the server proposes the removal of the caller's person
 	PathWelcomes    = Version + "/welcomes"                 // GET   → WelcomeList
 	PathWelcome     = Version + "/welcomes/{id}"            // DELETE: acknowledge
+	PathArchive     = Version + "/archive"                  // GET   → Archive
 	PathStream      = Version + "/stream"                   // GET   WebSocket upgrade; frames are StreamFrame
 )
 
@@ -60,6 +61,9 @@ type InvitationCode struct {
 	CAFingerprint []byte `json:"ca_fingerprint"` // SHA-256 of the CA certificate's DER
 	ID            string `json:"id"`             // invitation id
 	Secret        []byte `json:"secret"`         // 32 random bytes; the server keeps only a hash
+	// Archive is the SHA-256 of the organisation's archive statement (GET
+	// /archive) that the device pins: it accepts no other archive.
+	Archive []byte `json:"archive"`
 }
 
 // EnrolRequest is sent over TLS, verifying the server's certificate against
@@ -151,6 +155,18 @@ type Member struct {
 	Leaf   uint32 `json:"leaf"`
 	User   string `json:"user"`
 	Device string `json:"device"`
+	// Archive marks the organisation's archive, whose User is "archive"
+	// and Device its device id in the directory.
+	Archive bool `json:"archive,omitempty"`
+}
+
+// Archive is the organisation's archive as its custody ceremony published
+// it: the statement (certificate, KeyPackage, custody policy, commitments
+// and sealed shares; its SHA-256 is what invitations pin) and every
+// custodian's endorsement of it. The server serves both as they are.
+type Archive struct {
+	Statement    []byte   `json:"statement"`
+	Endorsements [][]byte `json:"endorsements"`
 }
 
 // GroupList lists the calling device's groups.

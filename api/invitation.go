@@ -19,7 +19,7 @@ const InvitationPrefix = "candor1:"
 const (
 	InvitationSecretBytes = 32
 	fingerprintBytes      = 32   // SHA-256
-	maxInvitationText     = 1024 // far above a real code (about 230 characters)
+	maxInvitationText     = 1024 // far above a real code (about 290 characters)
 	maxInvitationField    = 255
 )
 
@@ -67,6 +67,8 @@ func DecodeInvitation(s string) (InvitationCode, error) {
 		return InvitationCode{}, invitationError("no invitation id")
 	case len(c.Secret) != InvitationSecretBytes:
 		return InvitationCode{}, invitationError("secret is not 32 bytes")
+	case len(c.Archive) != fingerprintBytes:
+		return InvitationCode{}, invitationError("archive statement hash is not 32 bytes")
 	}
 	// One value, one text: field names in another case, another field
 	// order or escaped characters are refused, as EncodeInvitation never

@@ -18,7 +18,8 @@ import (
 //	{"server":"chat.example.com:8443",
 //	 "ca_fingerprint":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",   // 0x01…0x20
 //	 "id":"0123456789abcdef",
-//	 "secret":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8="}         // 0xa0…0xbf
+//	 "secret":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=",         // 0xa0…0xbf
+//	 "archive":"wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t8="}         // 0xc0…0xdf
 //
 // without the white space, then base64url without padding, after "candor1:".
 var (
@@ -27,15 +28,18 @@ var (
 		CAFingerprint: seq(0x01, 32),
 		ID:            "0123456789abcdef",
 		Secret:        seq(0xa0, 32),
+		Archive:       seq(0xc0, 32),
 	}
 	sampleInvitationJSON = `{"server":"chat.example.com:8443",` +
 		`"ca_fingerprint":"AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=",` +
 		`"id":"0123456789abcdef",` +
-		`"secret":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8="}`
+		`"secret":"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr8=",` +
+		`"archive":"wMHCw8TFxsfIycrLzM3Oz9DR0tPU1dbX2Nna29zd3t8="}`
 	sampleInvitationText = "candor1:" +
 		"eyJzZXJ2ZXIiOiJjaGF0LmV4YW1wbGUuY29tOjg0NDMiLCJjYV9maW5nZXJwcmludCI6IkFRSURCQVVHQndnSkNnc01E" +
 		"UTRQRUJFU0V4UVZGaGNZR1JvYkhCMGVIeUE9IiwiaWQiOiIwMTIzNDU2Nzg5YWJjZGVmIiwic2VjcmV0Ijoib0tHaW82" +
-		"U2xwcWVvcWFxcnJLMnVyN0N4c3JPMHRiYTN1TG02dTd5OXZyOD0ifQ"
+		"U2xwcWVvcWFxcnJLMnVyN0N4c3JPMHRiYTN1TG02dTd5OXZyOD0iLCJhcmNoaXZlIjoid01IQ3c4VEZ4c2ZJeWNyTHpN" +
+		"M096OURSMHRQVTFkYlgyTm5hMjl6ZDN0OD0ifQ"
 )
 
 func seq(start byte, n int) []byte {
@@ -81,12 +85,14 @@ func TestDecodeInvitationRefuses(t *testing.T) {
 		{"padded", sampleInvitationText + "=="},
 		{"standard base64", InvitationPrefix + base64.RawStdEncoding.EncodeToString([]byte(`{"server":"a???>>>"}`))},
 		{"not JSON", enc("hello")},
-		{"unknown field", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `,"extra":1}`)},
-		{"trailing value", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `}{}`)},
-		{"no server", enc(`{"ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `}`)},
-		{"short fingerprint", enc(`{"server":"s","ca_fingerprint":"AQID","id":"i","secret":` + secret + `}`)},
-		{"no id", enc(`{"server":"s","ca_fingerprint":` + fp + `,"secret":` + secret + `}`)},
-		{"short secret", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":"AQID"}`)},
+		{"unknown field", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `,"archive":` + fp + `,"extra":1}`)},
+		{"trailing value", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `,"archive":` + fp + `}{}`)},
+		{"no server", enc(`{"ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `,"archive":` + fp + `}`)},
+		{"short fingerprint", enc(`{"server":"s","ca_fingerprint":"AQID","id":"i","secret":` + secret + `,"archive":` + fp + `}`)},
+		{"no id", enc(`{"server":"s","ca_fingerprint":` + fp + `,"secret":` + secret + `,"archive":` + fp + `}`)},
+		{"short secret", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":"AQID","archive":` + fp + `}`)},
+		{"no archive", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `}`)},
+		{"short archive", enc(`{"server":"s","ca_fingerprint":` + fp + `,"id":"i","secret":` + secret + `,"archive":"AQID"}`)},
 		{"too long", InvitationPrefix + strings.Repeat("A", 2000)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -109,6 +109,7 @@ type Client struct {
 	stream *streamConn                      // Run's live stream, for acks; nil when down
 
 	welcomes welcomes
+	arch     archiveCache
 	topUpMu  sync.Mutex
 	running  atomic.Bool
 	closed   atomic.Bool
@@ -193,8 +194,22 @@ func (c *Client) Server() string { return c.id.Server }
 func (c *Client) Home() string { return c.home }
 
 // validateMember is the device's rule for who may be a member of its
-// groups: a device certificate under the organisation's CA, valid now.
-func (c *Client) validateMember(_ context.Context, _ candor.GroupID, m mlsx.Member) error {
+// groups: a device certificate under the organisation's CA, valid now, or
+// the archive this device pinned. Any other archive is refused: there is
+// one record, and the custodians' endorsements say which.
+func (c *Client) validateMember(ctx context.Context, _ candor.GroupID, m mlsx.Member) error {
+	if cert, err := m.Credential.Certificate(); err == nil {
+		if _, err := pki.ArchiveOf(cert); err == nil {
+			p, err := c.archive(ctx)
+			if err != nil {
+				return err
+			}
+			if !p.isArchive(m.Credential) {
+				return fmt.Errorf("an archive other than the organisation's: %w", ErrArchive)
+			}
+			return nil
+		}
+	}
 	_, err := c.verifyCredential(m.Credential)
 	return err
 }
@@ -224,12 +239,15 @@ func (c *Client) verifyCredential(cred mlsx.Credential) (pki.Device, error) {
 	return pki.DeviceOf(cert)
 }
 
-// memberOf names the device at an MLS leaf.
+// memberOf names the device at an MLS leaf, or marks the archive (which
+// validateMember has checked is the pinned one).
 func memberOf(m mlsx.Member) Member {
 	out := Member{Leaf: m.Leaf}
 	if cert, err := m.Credential.Certificate(); err == nil {
 		if d, err := pki.DeviceOf(cert); err == nil {
 			out.User, out.Device = d.User, d.Device
+		} else if _, err := pki.ArchiveOf(cert); err == nil {
+			out.User, out.Archive = pki.ArchiveName, true
 		}
 	}
 	return out

@@ -39,6 +39,9 @@ func (c *Client) Direct(ctx context.Context, user candor.UserID) (gid candor.Gro
 	if err := c.reachable(ctx, user); err != nil {
 		return "", false, err
 	}
+	if _, err := c.archive(ctx); err != nil {
+		return "", false, err
+	}
 	switch gid, err := c.FindDirect(ctx, user); {
 	case err == nil:
 		return gid, false, nil
@@ -94,14 +97,16 @@ func (c *Client) FindDirect(ctx context.Context, user candor.UserID) (candor.Gro
 }
 
 // samePeople reports whether the members are devices of exactly the two
-// people a and b, both present.
+// people a and b, both present, beside the archive, which is in every
+// conversation.
 func samePeople(ms []Member, a, b candor.UserID) bool {
 	seenA, seenB := false, false
 	for _, m := range ms {
-		switch m.User {
-		case a:
+		switch {
+		case m.Archive:
+		case m.User == a:
 			seenA = true
-		case b:
+		case m.User == b:
 			seenB = true
 		default:
 			return false

@@ -61,7 +61,7 @@ func TestSendAfterAnotherMembersCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"alice", "bob", "carol", "dave"}, users(ms)); diff != "" {
+	if diff := cmp.Diff([]string{"alice", "archive", "bob", "carol", "dave"}, users(ms)); diff != "" {
 		t.Errorf("bob's members (-want +got):\n%s", diff)
 	}
 }
@@ -211,7 +211,7 @@ func TestRemoveUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"alice", "carol"}, users(members)); diff != "" {
+	if diff := cmp.Diff([]string{"alice", "archive", "carol"}, users(members)); diff != "" {
 		t.Errorf("carol's members (-want +got):\n%s", diff)
 	}
 }
@@ -281,7 +281,7 @@ func TestRevocation(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if diff := cmp.Diff([]string{"alice", "bob"}, users(ms)); diff != "" {
+				if diff := cmp.Diff([]string{"alice", "archive", "bob"}, users(ms)); diff != "" {
 					t.Errorf("%s's members (-want +got):\n%s", c.User(), diff)
 				}
 			}
@@ -517,7 +517,7 @@ func TestPeopleErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"alice", "bob"}, users(ms)); diff != "" {
+	if diff := cmp.Diff([]string{"alice", "archive", "bob"}, users(ms)); diff != "" {
 		t.Errorf("bob's members after his commit (-want +got):\n%s", diff)
 	}
 }

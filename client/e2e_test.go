@@ -139,7 +139,7 @@ func TestConversation(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: members: %v", c.User(), err)
 		}
-		if diff := cmp.Diff([]string{"alice", "bob", "carol"}, users(ms)); diff != "" {
+		if diff := cmp.Diff([]string{"alice", "archive", "bob", "carol"}, users(ms)); diff != "" {
 			t.Errorf("%s: members (-want +got):\n%s", c.User(), diff)
 		}
 	}

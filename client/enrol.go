@@ -142,7 +142,7 @@ func checkEnrolment(inv api.InvitationCode, key *ecdsa.PrivateKey, resp api.Enro
 		return nil, bad("holds an external-sender certificate without an ECDSA key", nil)
 	}
 	return &identity{
-		profile: profile{Server: inv.Server, User: d.User, Device: d.Device},
+		profile: profile{Server: inv.Server, User: d.User, Device: d.Device, Archive: inv.Archive},
 		key:     key,
 		cert:    cert,
 		ca:      ca,

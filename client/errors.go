@@ -28,6 +28,15 @@ var (
 	// ErrRemoved: this device is not (or no longer) a member of the
 	// conversation.
 	ErrRemoved = fmt.Errorf("you are not a member of this conversation (any more): %w", candor.ErrPermission)
+	// ErrArchive: the server presents an archive other than the one this
+	// device pinned at enrolment, or one not endorsed by every custodian,
+	// or a conversation holds another archive. Nothing is sent meanwhile.
+	ErrArchive = fmt.Errorf("the organisation's archive is not the one this device trusts: %w", candor.ErrPermission)
+	// ErrNotArchived: a conversation lacks the organisation's archive;
+	// candor sends nothing into it.
+	ErrNotArchived = fmt.Errorf("this conversation lacks the organisation's archive, so nothing can be sent into it: %w", candor.ErrPermission)
+	// ErrArchiveStays: the archive cannot be removed from a conversation.
+	ErrArchiveStays = fmt.Errorf("the organisation's archive is in every conversation and cannot be removed: %w", candor.ErrPermission)
 	// ErrPolicy: the server refused a membership change by policy.
 	ErrPolicy = fmt.Errorf("the organisation's policy does not allow this change of members: %w", candor.ErrPermission)
 	// ErrUnknownGroup: no such conversation.

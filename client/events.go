@@ -28,11 +28,14 @@ type Message struct {
 	State  State
 }
 
-// Member is one device in a conversation.
+// Member is one device in a conversation, or its archive.
 type Member struct {
-	User   candor.UserID
+	User   candor.UserID // "archive" for the archive
 	Device candor.DeviceID
 	Leaf   uint32 // its leaf in the MLS ratchet tree (RFC 9420 §7.8)
+	// Archive marks the organisation's archive (see Client.Archive): a
+	// member of every conversation, which keeps the record.
+	Archive bool
 }
 
 // Group is a conversation as this device knows it.

@@ -12,6 +12,7 @@ import (
 	"candor/api"
 	"candor/internal/devstore"
 	"candor/internal/mlsx"
+	"candor/internal/pki"
 )
 
 // groupIDBytes is the size of the random group ids candor makes.
@@ -23,6 +24,11 @@ const groupIDBytes = 16
 // group was created but adding people failed, it returns the id with the
 // error, and AddUsers can be tried again.
 func (c *Client) CreateGroup(ctx context.Context, name string, users ...candor.UserID) (candor.GroupID, error) {
+	// The archive joins with the first commit: a group that could not
+	// get it is not made at all.
+	if _, err := c.archive(ctx); err != nil {
+		return "", err
+	}
 	senders := c.externalSenders()
 	var gid candor.GroupID
 	for tries := 0; ; tries++ {
@@ -95,6 +101,10 @@ func (c *Client) AddUsers(ctx context.Context, gid candor.GroupID, users ...cand
 	if err != nil {
 		return err
 	}
+	arch, err := c.archive(ctx)
+	if err != nil {
+		return err
+	}
 	present := presentDevices(g)
 	var cands []candidate
 	seen := map[candor.UserID]bool{}
@@ -109,7 +119,7 @@ func (c *Client) AddUsers(ctx context.Context, gid candor.GroupID, users ...cand
 		}
 		cands = append(cands, got...)
 	}
-	if len(cands) == 0 {
+	if len(cands) == 0 && arch.hasArchive(g) {
 		return nil
 	}
 	return c.commitLocked(ctx, gid, func(g *mlsx.Group) (mlsx.CommitOptions, error) {
@@ -120,6 +130,11 @@ func (c *Client) AddUsers(ctx context.Context, gid candor.GroupID, users ...cand
 			if !present[cd.device] {
 				opts.Add = append(opts.Add, cd.keyPackage)
 			}
+		}
+		// A new group's first commit adds the archive, the KeyPackage
+		// this device pinned rather than one the server hands out.
+		if !arch.hasArchive(g) {
+			opts.Add = append(opts.Add, arch.keyPackage)
 		}
 		if len(opts.Add) == 0 {
 			return opts, errNothingToDo
@@ -245,13 +260,16 @@ func (c *Client) RemoveUsers(ctx context.Context, gid candor.GroupID, users ...c
 	}
 	gone := map[candor.UserID]bool{}
 	for _, u := range users {
+		if u == pki.ArchiveName {
+			return ErrArchiveStays
+		}
 		gone[u] = true
 	}
 	leaves := func(g *mlsx.Group) []uint32 {
 		var out []uint32
 		own := g.OwnLeaf()
 		for _, m := range g.Members() {
-			if mm := memberOf(m); gone[mm.User] && m.Leaf != own {
+			if mm := memberOf(m); gone[mm.User] && m.Leaf != own && !mm.Archive {
 				out = append(out, m.Leaf)
 			}
 		}

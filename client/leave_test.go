@@ -66,7 +66,7 @@ func TestLeave(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]string{"alice", "carol"}, users(ms)); diff != "" {
+		if diff := cmp.Diff([]string{"alice", "archive", "carol"}, users(ms)); diff != "" {
 			t.Errorf("%s's members (-want +got):\n%s", c.User(), diff)
 		}
 	}

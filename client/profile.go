@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -40,6 +41,7 @@ type profile struct {
 	Device  candor.DeviceID `json:"device"`
 	Name    string          `json:"name"`    // the device's display name
 	Storage devkey.Record   `json:"storage"` // where the storage key is; no secret in the clear
+	Archive []byte          `json:"archive"` // SHA-256 of the archive statement pinned at enrolment
 }
 
 // EnvPassphrase is the environment variable Config.Passphrase defaults to.
@@ -169,6 +171,9 @@ func loadIdentity(ctx context.Context, home string, cfg Config) (*identity, erro
 	}
 	if id.Storage.Method == "" {
 		return nil, fmt.Errorf("profile %s was made by a candor that did not encrypt local storage; enrol this device again in a new profile folder: %w", home, candor.ErrInvalid)
+	}
+	if len(id.Archive) != sha256.Size {
+		return nil, fmt.Errorf("profile %s was made by a candor that did not pin the organisation's archive; enrol this device again in a new profile folder: %w", home, candor.ErrInvalid)
 	}
 	if id.storage, err = devkey.Load(ctx, storageConfig(home, cfg), id.Storage); err != nil {
 		return nil, fmt.Errorf("opening the device's storage key: %w", err)

@@ -49,6 +49,9 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	if err != nil {
 		return Message{}, err
 	}
+	if err := c.checkArchived(ctx, g); err != nil {
+		return Message{}, err
+	}
 	msg := Message{Group: gid, User: c.me.User, Device: c.me.Device, Time: c.now(), Text: text, State: Sending}
 	id, err := c.store.AddOutgoing(ctx, devstore.Message{Group: gid, SenderUser: msg.User, SenderDevice: msg.Device, Time: msg.Time, Text: text})
 	if err != nil {

@@ -128,7 +128,12 @@ func (a *app) ceremony(args []string) error {
 		return err
 	}
 	path := filepath.Join(archiveDir, fileStmt)
+	if err := writeNew(filepath.Join(archiveDir, fileKeyPackage), st.KeyPackage(), 0o644); err != nil {
+		os.Remove(archiveDir)
+		return err
+	}
 	if err := writeNew(path, st.Bytes(), 0o644); err != nil {
+		os.Remove(filepath.Join(archiveDir, fileKeyPackage))
 		os.Remove(archiveDir)
 		return err
 	}

@@ -25,6 +25,10 @@ const (
 	fileCAKey  = "ca.key"
 	dirArchive = "archive"
 	fileStmt   = "statement"
+	// fileKeyPackage holds the archive's KeyPackage, also inside the
+	// statement, for the server, which must not parse statements (it
+	// would link custody code): it registers it in its directory.
+	fileKeyPackage = "keypackage"
 )
 
 // PEM types this tool writes and reads.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -52,6 +53,7 @@ func TestScripts(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"mkorg":      cmdMkorg,
+			"serverload": cmdServerLoad,
 			"status":     cmdStatus,
 			"swapsealed": cmdSwapSealed,
 			"flipbyte":   cmdFlipByte,
@@ -66,6 +68,23 @@ func cmdMkorg(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	open := func(ctx context.Context, path string) (store.Store, error) { return sqlstore.Open(ctx, path) }
 	ts.Check(server.Init(context.Background(), ts.MkAbs(args[0]), server.InitOptions{Org: args[1], OpenStore: open}))
+}
+
+// cmdServerLoad checks that the server reads the archive the tool wrote
+// in the data folder DIR, with N endorsements: the layout is written here
+// and read by internal/server, which this tool must not link.
+func cmdServerLoad(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: serverload DIR N")
+	}
+	a, err := server.LoadArchive(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := fmt.Sprint(len(a.Endorsements)); got != args[1] {
+		ts.Fatalf("the server reads %s endorsements, want %s", got, args[1])
+	}
+	if !bytes.Contains(a.Statement, a.KeyPackage) {
+		ts.Fatalf("the server's archive KeyPackage is not the statement's")
+	}
 }
 
 func cmdStatus(ts *testscript.TestScript, neg bool, args []string) {

@@ -87,12 +87,22 @@ func resolveGroup(ctx context.Context, c *client.Client, arg string) (client.Gro
 func people(ms []client.Member) []candor.UserID {
 	var out []candor.UserID
 	for _, m := range ms {
-		if !slices.Contains(out, m.User) {
+		if !m.Archive && !slices.Contains(out, m.User) {
 			out = append(out, m.User)
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// membersText names a conversation's people, and its archive, which is
+// never left out of a list of who can read.
+func membersText(ms []client.Member) string {
+	s := joinUsers(people(ms))
+	if slices.ContainsFunc(ms, func(m client.Member) bool { return m.Archive }) {
+		s += " and the archive"
+	}
+	return s
 }
 
 // label is how a conversation is shown: its name, or for a direct one the
@@ -145,7 +155,7 @@ func runGroups(ctx context.Context, e *env, _ []string) error {
 		if g.Unread > 0 {
 			unread = fmt.Sprintf("  (%d unread)", g.Unread)
 		}
-		fmt.Fprintf(e.out, "%s  %s  %s%s\n", g.ID.String()[:shortID], label(g, ms, e.c.User()), joinUsers(people(ms)), unread)
+		fmt.Fprintf(e.out, "%s  %s  %s%s\n", g.ID.String()[:shortID], label(g, ms, e.c.User()), membersText(ms), unread)
 	}
 	return nil
 }
@@ -291,8 +301,9 @@ func runMembers(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	ps := people(ms)
-	fmt.Fprintf(e.out, "%s (%s): %d people, %d devices. Every device listed can read what is sent.\n",
-		label(g, ms, e.c.User()), g.ID.String()[:shortID], len(ps), len(ms))
+	devices := slices.DeleteFunc(slices.Clone(ms), func(m client.Member) bool { return m.Archive })
+	fmt.Fprintf(e.out, "%s (%s): %d people, %d devices and the organisation's archive. Every member listed can read what is sent.\n",
+		label(g, ms, e.c.User()), g.ID.String()[:shortID], len(ps), len(devices))
 	for _, p := range ps {
 		names := map[candor.DeviceID]string{}
 		if devs, err := e.c.Devices(ctx, p); err == nil {
@@ -319,5 +330,26 @@ func runMembers(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintln(e.out, line)
 		}
 	}
+	return printArchive(ctx, e, ms)
+}
+
+// printArchive shows the conversation's archive member and its custody:
+// who can open the record, and how. Every conversation has one; a list
+// without it would be a refusal to send (client.ErrNotArchived).
+func printArchive(ctx context.Context, e *env, ms []client.Member) error {
+	if !slices.ContainsFunc(ms, func(m client.Member) bool { return m.Archive }) {
+		return client.ErrNotArchived
+	}
+	a, err := e.c.Archive(ctx)
+	if errors.Is(err, client.ErrUnreachable) {
+		fmt.Fprintln(e.out, "  archive: the organisation's record (its custody policy needs the server; you are offline)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.out, "  archive: %s's record of this conversation, key %q\n", a.Organisation, a.Key)
+	fmt.Fprintf(e.out, "    opened only by %d of its %d custodians together, after a public log entry ('candor audit'):\n", a.K, a.N)
+	fmt.Fprintf(e.out, "    %s\n", strings.Join(a.Custodians, "; "))
 	return nil
 }

@@ -145,7 +145,7 @@ func (l *listener) print(ctx context.Context, ev client.Event) bool {
 		return true
 	case client.EventJoined:
 		delete(l.labels, ev.Group)
-		fmt.Fprintf(l.e.out, "%s  [%s]  you were added; members: %s\n", now, l.label(ctx, ev.Group), joinUsers(people(ev.Added)))
+		fmt.Fprintf(l.e.out, "%s  [%s]  you were added; members: %s\n", now, l.label(ctx, ev.Group), membersText(ev.Added))
 	case client.EventMembers:
 		delete(l.labels, ev.Group)
 		var parts []string

@@ -99,9 +99,7 @@ func TestAccessCommands(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	if _, err := candord(t, "init", "--data", dir, "--org", "Example Bank", "--host", "127.0.0.1"); err != nil {
-		t.Fatal(err)
-	}
+	initOrg(t, dir, "--host", "127.0.0.1")
 	srv := startServe(t, dir, "127.0.0.1:0")
 	addr := srv.addr
 	code, err := candord(t, "invite", "--data", dir, "--server", addr, "alice")

@@ -29,6 +29,11 @@ import (
 
 	"candor"
 	"candor/client"
+	"candor/internal/ceremony/ceremonytest"
+	"candor/internal/pki"
+	"candor/internal/server"
+	"candor/internal/store"
+	"candor/internal/store/sqlstore"
 )
 
 // How much the crash test sends, and how long it may take. The volume is
@@ -155,6 +160,7 @@ func crashTest(t *testing.T, commits bool) {
 	if out, err := candordCmd(ctx, bin, "init", "--data", data, "--org", "Example Bank", "--host", "127.0.0.1"); err != nil {
 		t.Fatalf("candord init: %v\n%s", err, out)
 	}
+	holdCeremonyIn(ctx, t, data)
 	srv := startCandord(ctx, t, bin, data, "127.0.0.1:0", filepath.Join(base, "serve-1.log"))
 	addr := srv.addr
 	t.Logf("candord serve listening on %s, %v after the test began", addr, srv.started.Sub(start).Round(time.Millisecond))
@@ -215,8 +221,8 @@ func crashTest(t *testing.T, commits bool) {
 		}
 		for _, g := range groups {
 			ms, err := d.c.Members(ctx, g)
-			if err != nil || len(ms) != len(devs) {
-				t.Fatalf("%s: members of %s: %v, %v; want %d devices", d, g, ms, err, len(devs))
+			if err != nil || len(ms) != len(devs)+1 {
+				t.Fatalf("%s: members of %s: %v, %v; want %d devices and the archive", d, g, ms, err, len(devs))
 			}
 		}
 	}
@@ -594,6 +600,22 @@ func checkCrashHistories(ctx context.Context, t *testing.T, devs []*crashDevice,
 // buildCandord builds this package's binary with the go command running
 // the test (go test puts its GOROOT/bin first in PATH), with the race
 // detector when the test has it.
+// holdCeremonyIn makes the archive of the organisation in the data folder
+// dir, as its custodians would with cmd/candor-custody.
+func holdCeremonyIn(ctx context.Context, t *testing.T, dir string) {
+	t.Helper()
+	open := func(ctx context.Context, path string) (store.Store, error) { return sqlstore.Open(ctx, path) }
+	data, err := server.Open(ctx, dir, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	a := ceremonytest.Hold(t, data.CA.(*pki.CA), time.Now())
+	if err := server.PublishArchive(dir, a.Statement.KeyID(), a.Statement.Bytes(), a.Statement.KeyPackage(), a.Endorsements); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func buildCandord(ctx context.Context, t *testing.T) string {
 	t.Helper()
 	gocmd, err := exec.LookPath("go")

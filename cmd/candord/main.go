@@ -43,8 +43,10 @@ const usage = `usage:
   init    make a new organisation in DIR: its CA, the server's TLS
           certificate for the --host names, the MLS external sender's key
           and certificate, and the database
-  serve   serve the API over TLS 1.3 with device certificates
-  invite  print a one-time invitation code for USER to enrol a device
+  serve   serve the API over TLS 1.3 with device certificates; the
+          organisation's archive must exist (candor-custody ceremony)
+  invite  print a one-time invitation code for USER to enrol a device;
+          it pins the archive
   revoke  revoke DEVICE and propose its removal from each of its groups
   access  log an opening request, a custodian's approval or a completed
           opening in the access transparency log ('candord access help')
@@ -186,6 +188,11 @@ func withServer(ctx context.Context, logger *slog.Logger, dir string, f func(*se
 // certificate, which plain HTTP cannot carry.
 func serve(ctx context.Context, logger *slog.Logger, dir, listen string, ready func(net.Addr)) error {
 	return withServer(ctx, logger, dir, func(d *server.DataDir, srv *server.Server) error {
+		if d.Archive == nil {
+			// Every group must contain the archive, so without one the
+			// server could carry no conversation.
+			return fmt.Errorf("%s has no archive yet: the custodians hold the ceremony first (candor-custody ceremony -data %s ...; see README.md): %w", dir, dir, server.ErrNoArchive)
+		}
 		ln, err := net.Listen("tcp", listen)
 		if err != nil {
 			return err

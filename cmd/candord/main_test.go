@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -19,6 +20,9 @@ import (
 
 	"candor"
 	"candor/api"
+	"candor/internal/ceremony/ceremonytest"
+	"candor/internal/pki"
+	"candor/internal/server"
 )
 
 func candord(t *testing.T, args ...string) (string, error) {
@@ -26,6 +30,33 @@ func candord(t *testing.T, args ...string) (string, error) {
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), args, &out, &errOut, nil)
 	return out.String(), err
+}
+
+// holdCeremony makes the archive of the organisation in the data folder
+// dir, as its custodians would with cmd/candor-custody, which candord does
+// not link.
+func holdCeremony(t *testing.T, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	data, err := server.Open(ctx, dir, openSQL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	a := ceremonytest.Hold(t, data.CA.(*pki.CA), time.Now())
+	if err := server.PublishArchive(dir, a.Statement.KeyID(), a.Statement.Bytes(), a.Statement.KeyPackage(), a.Endorsements); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// initOrg makes an organisation in dir with candord init and its args,
+// then its archive.
+func initOrg(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	if out, err := candord(t, append([]string{"init", "--data", dir, "--org", "Example Bank"}, args...)...); err != nil {
+		t.Fatalf("candord init: %v\n%s", err, out)
+	}
+	holdCeremony(t, dir)
 }
 
 func TestInitInviteRevoke(t *testing.T) {
@@ -37,6 +68,14 @@ func TestInitInviteRevoke(t *testing.T) {
 	if _, err := candord(t, "init", "--data", dir, "--org", "Example Bank"); !errors.Is(err, candor.ErrConflict) {
 		t.Fatalf("a second init: %v, want ErrConflict", err)
 	}
+	// Nobody is invited before the archive exists: a device pins it.
+	if _, err := candord(t, "invite", "--data", dir, "alice"); !errors.Is(err, server.ErrNoArchive) {
+		t.Fatalf("inviting before the ceremony: %v, want ErrNoArchive", err)
+	}
+	if err := serve(context.Background(), slog.New(slog.DiscardHandler), dir, "127.0.0.1:0", nil); !errors.Is(err, server.ErrNoArchive) {
+		t.Fatalf("serving before the ceremony: %v, want ErrNoArchive", err)
+	}
+	holdCeremony(t, dir)
 	out, err := candord(t, "invite", "--data", dir, "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -79,9 +118,7 @@ func TestUsage(t *testing.T) {
 func TestServe(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if _, err := candord(t, "init", "--data", dir, "--org", "Example Bank", "--host", "127.0.0.1"); err != nil {
-		t.Fatal(err)
-	}
+	initOrg(t, dir, "--host", "127.0.0.1")
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)

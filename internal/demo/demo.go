@@ -51,6 +51,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	defer func() { err = errors.Join(err, srv.Close()) }()
 	out.say("Example Bank runs its own certificate authority and a candor server, here at %s.", srv.Addr)
 	out.say("The server carries encrypted messages and never holds a key that opens them.")
+	p := srv.Archive.Policy()
+	out.say("Its archive, the member that keeps the record of every conversation, was made at a custody")
+	out.say("ceremony: its key was split between %s;", strings.Join(CustodianNames, ", "))
+	out.say("any %d of the %d together can open it, and each opening is written to a public log first.", p.K(), p.N())
+	out.say("Each custodian checked their share and endorsed the result; every device pins it at enrolment.")
 
 	out.step("Enrolling devices with invitations")
 	var devices, enrolled []*device
@@ -86,7 +91,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	out.say("Alice named the people, not their devices: one commit added every device of Bob and of Carol,")
-	out.say("and each joined from its own encrypted Welcome.")
+	out.say("and the organisation's archive, and each joined from its own encrypted Welcome. The server and")
+	out.say("every device refuse a conversation without the archive, and every device shows it.")
 	if err := out.members(ctx, alice.c, gid); err != nil {
 		return err
 	}
@@ -144,8 +150,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	out.step("Still to come")
-	out.say("The archive member that keeps the organisation's record, visible in every member list and opened")
-	out.say("only by k of n custodians after an entry in a public log, comes next. See README.md.")
+	out.say("Opening the archive for a case, with %d of the %d custodians after an entry in the public access", p.K(), p.N())
+	out.say("log, and each member's view of the openings that touched them, come next. See README.md.")
 	return out.err
 }
 
@@ -267,7 +273,7 @@ func (n *narrator) members(ctx context.Context, c *client.Client, gid candor.Gro
 	}
 	names := map[candor.DeviceID]string{}
 	for _, m := range ms {
-		if _, ok := names[m.Device]; ok {
+		if _, ok := names[m.Device]; ok || m.Archive {
 			continue
 		}
 		devs, err := c.Devices(ctx, m.User)
@@ -278,8 +284,16 @@ func (n *narrator) members(ctx context.Context, c *client.Client, gid candor.Gro
 			names[d.ID] = d.Name
 		}
 	}
+	a, err := c.Archive(ctx)
+	if err != nil {
+		return err
+	}
 	n.say("Members of the conversation, as every member's device sees them:")
 	for _, m := range ms {
+		if m.Archive {
+			n.say("  leaf %d  %-13s keeps %s's record; opened only by %d of %d custodians", m.Leaf, "archive", a.Organisation, a.K, a.N)
+			continue
+		}
 		n.say("  leaf %d  %-13s device %s", m.Leaf, string(m.User)+"/"+names[m.Device], m.Device)
 	}
 	return nil

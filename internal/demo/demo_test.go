@@ -42,18 +42,20 @@ func TestDemoNarratesTheConversation(t *testing.T) {
 				"read by 2 other devices",
 				"read by 1 other device)",
 				"server says: \"this device has been revoked",
+				"any 2 of the 3 together can open it",
+				"keeps Example Bank's record; opened only by 2 of 3 custodians",
 			} {
 				if !strings.Contains(text, want) {
 					t.Errorf("narration lacks %q", want)
 				}
 			}
-			// Three member lists: everyone, without the lost phone, and
-			// without Carol once she left.
+			// Three member lists: everyone and the archive, without the
+			// lost phone, and without Carol once she left.
 			lists := memberLists(text)
 			want := [][]string{
-				{"alice/laptop", "bob/laptop", "bob/phone", "carol/desk"},
-				{"alice/laptop", "bob/laptop", "carol/desk"},
-				{"alice/laptop", "bob/laptop"},
+				{"alice/laptop", "bob/laptop", "bob/phone", "carol/desk", "archive"},
+				{"alice/laptop", "bob/laptop", "carol/desk", "archive"},
+				{"alice/laptop", "bob/laptop", "archive"},
 			}
 			if len(lists) != len(want) {
 				t.Fatalf("%d member lists, want %d:\n%s", len(lists), len(want), text)

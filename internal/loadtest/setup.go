@@ -24,8 +24,10 @@ import (
 
 	"candor"
 	"candor/api"
+	"candor/internal/ceremony"
 	"candor/internal/mlsx"
 	"candor/internal/mlsx/mlsxtest"
+	"candor/internal/pki"
 	"candor/internal/server"
 	"candor/internal/store"
 )
@@ -64,6 +66,9 @@ type org struct {
 	groups     []*group
 	validator  mlsx.Validator
 	serverName string
+	// archive is the organisation's archive KeyPackage, which every
+	// group's first commit adds, as the server requires.
+	archive []byte
 }
 
 func (o *org) dropMLS() {
@@ -116,8 +121,25 @@ func setupOrg(ctx context.Context, cfg Config, dir string) (*org, error) {
 		return nil, err
 	}
 	defer d.Close()
+	// The archive, as its custodians would make it (rehearsed: the load
+	// test opens nothing).
+	ca, ok := d.CA.(*pki.CA)
+	if !ok {
+		return nil, fmt.Errorf("loadtest: the data folder's CA is a %T", d.CA)
+	}
+	st, _, es, err := ceremony.Rehearse(ceremony.Config{CA: ca, KeyID: "load", K: 2}, []string{"one", "two", "three"})
+	if err != nil {
+		return nil, err
+	}
+	endorsements := map[string][]byte{}
+	for i, e := range es {
+		endorsements[fmt.Sprint(i+1)] = e.Bytes()
+	}
+	if err := server.PublishArchive(data, st.KeyID(), st.Bytes(), st.KeyPackage(), endorsements); err != nil {
+		return nil, err
+	}
 	caCert := d.CA.Certificate()
-	o := &org{dir: data, caCert: caCert, roots: x509.NewCertPool(), serverName: "127.0.0.1",
+	o := &org{dir: data, caCert: caCert, roots: x509.NewCertPool(), serverName: "127.0.0.1", archive: st.KeyPackage(),
 		sender: mlsx.ExternalSender{Key: &d.Sender.PublicKey, Chain: [][]byte{d.SenderCert}}}
 	o.roots.AddCert(caCert)
 	// Devices accept members whose certificate the organisation's CA
@@ -297,7 +319,7 @@ func makeGroups(ctx context.Context, cfg Config, o *org) error {
 		if err := call(ctx, hc, "POST", base+api.PathGroups, api.CreateGroup{GroupID: []byte(g.id)}, nil); err != nil {
 			return err
 		}
-		var opts mlsx.CommitOptions
+		opts := mlsx.CommitOptions{Add: [][]byte{o.archive}}
 		for _, m := range g.members[1:] {
 			opts.Add = append(opts.Add, m.keyPackage)
 		}

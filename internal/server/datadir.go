@@ -181,6 +181,9 @@ type DataDir struct {
 	Hosts  []string
 	Store  store.Store
 	Access *AccessLog
+	// Archive is the organisation's archive, nil until the custody
+	// ceremony has been held (LoadArchive).
+	Archive *Archive
 }
 
 // Open loads a data folder made by Init and opens its database. It
@@ -229,6 +232,10 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 	for _, ip := range serverCert.IPAddresses {
 		hosts = append(hosts, ip.String())
 	}
+	archive, err := LoadArchive(dir)
+	if err != nil && !errors.Is(err, ErrNoArchive) {
+		return nil, err
+	}
 	// Folders made before the access log existed get its key now.
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("server: %s names no host: %w", FileServerCert, candor.ErrInvalid)
@@ -253,13 +260,14 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 		Hosts:      hosts,
 		Store:      st,
 		Access:     accessLog,
+		Archive:    archive,
 	}, nil
 }
 
 // Config returns a server configuration with the folder's store, CA and
 // external sender filled in.
 func (d *DataDir) Config() Config {
-	return Config{Store: d.Store, CA: d.CA, Sender: d.Sender, SenderCert: d.SenderCert, Access: d.Access}
+	return Config{Store: d.Store, CA: d.CA, Sender: d.Sender, SenderCert: d.SenderCert, Access: d.Access, Archive: d.Archive}
 }
 
 // Close closes the databases.

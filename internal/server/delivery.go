@@ -182,6 +182,11 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 		if info.Epoch != g.Epoch {
 			return api.SendResponse{}, staleEpoch(g.Epoch)
 		}
+		if g.Epoch == 0 {
+			// Before its first commit a group is its creator alone,
+			// without the archive, which that commit must add.
+			return api.SendResponse{}, fail(api.CodePolicy, "the group has no archive yet: its first commit adds it", nil)
+		}
 	case mlsx.WirePublic:
 		// Only handshakes need the roster: decoding it for every
 		// application message was a tenth of the server's CPU under load.

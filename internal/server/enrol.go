@@ -75,6 +75,10 @@ func (s *Server) Invite(ctx context.Context, user candor.UserID, lifetime time.D
 		// like it.
 		return api.InvitationCode{}, fmt.Errorf("server: user id %q is reserved for the organisation's archive: %w", user, candor.ErrInvalid)
 	}
+	if s.archive == nil {
+		// A device pins the archive at enrolment: there must be one.
+		return api.InvitationCode{}, fmt.Errorf("server: the organisation has no archive yet; hold the custody ceremony first (candor-custody ceremony): %w", ErrNoArchive)
+	}
 	if serverAddr == "" {
 		return api.InvitationCode{}, fmt.Errorf("server: an invitation needs the server's address: %w", candor.ErrInvalid)
 	}
@@ -100,7 +104,7 @@ func (s *Server) Invite(ctx context.Context, user candor.UserID, lifetime time.D
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "invitation created",
 		slog.String(keyInvite, id), slog.String(keyUser, string(user)))
-	return api.InvitationCode{Server: serverAddr, CAFingerprint: s.CAFingerprint(), ID: id, Secret: secret}, nil
+	return api.InvitationCode{Server: serverAddr, CAFingerprint: s.CAFingerprint(), ID: id, Secret: secret, Archive: s.archive.hash[:]}, nil
 }
 
 // validateEnrol checks an EnrolRequest's fields and parses its CSR,

@@ -22,8 +22,10 @@ import (
 
 	"candor"
 	"candor/api"
+	"candor/internal/ceremony/ceremonytest"
 	"candor/internal/mlsx"
 	"candor/internal/mlsx/mlsxtest"
+	"candor/internal/pki"
 	"candor/internal/store"
 	"candor/internal/store/sqlstore"
 )
@@ -66,6 +68,9 @@ type env struct {
 	roots  *x509.CertPool
 	logs   *syncBuffer
 	sender mlsx.ExternalSender
+	// archive is the organisation's archive, which commit adds to every
+	// group's first commit.
+	archive ceremonytest.Archive
 }
 
 type envOption func(*Config)
@@ -87,6 +92,17 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	now := time.Now()
+	if cfg.Now != nil {
+		now = cfg.Now()
+	}
+	archive := ceremonytest.Hold(t, data.CA.(*pki.CA), now)
+	if err := PublishArchive(dir, archive.Statement.KeyID(), archive.Statement.Bytes(), archive.Statement.KeyPackage(), archive.Endorsements); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Archive, err = LoadArchive(dir); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +123,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	roots.AddCert(data.CA.Certificate())
 	senderCert, _ := x509.ParseCertificate(data.SenderCert)
 	return &env{
-		t: t, ctx: ctx, srv: srv, data: data, addr: ln.Addr().String(), roots: roots, logs: logs,
+		t: t, ctx: ctx, srv: srv, data: data, addr: ln.Addr().String(), roots: roots, logs: logs, archive: archive,
 		sender: mlsx.ExternalSender{Key: senderCert.PublicKey.(*ecdsa.PublicKey), Chain: [][]byte{data.SenderCert}},
 	}
 }
@@ -148,6 +164,11 @@ type device struct {
 	http   *http.Client
 	mls    *mlsx.Device
 	groups map[candor.GroupID]*mlsx.Group
+}
+
+// archiveMember is the archive as a group's member list shows it, at leaf.
+func (e *env) archiveMember(leaf uint32) api.Member {
+	return api.Member{Leaf: leaf, User: "archive", Device: string(archiveDevice(e.archive.Statement.Certificate())), Archive: true}
 }
 
 // csr makes a certificate request for key.
@@ -308,9 +329,13 @@ func (d *device) claim(user candor.UserID) [][]byte {
 	return kps
 }
 
-// commit makes a commit in group id, sends it and confirms it.
+// commit makes a commit in group id, sends it and confirms it. A group's
+// first commit also adds the archive, as the policy requires.
 func (d *device) commit(id candor.GroupID, opts mlsx.CommitOptions) (*mlsx.Commit, api.SendResponse) {
 	d.e.t.Helper()
+	if d.groups[id].Epoch() == 0 {
+		opts.Add = append(opts.Add, d.e.archive.Statement.KeyPackage())
+	}
 	c, err := d.groups[id].Commit(d.e.ctx, opts)
 	if err != nil {
 		d.e.t.Fatalf("%s commit: %v", d.name, err)

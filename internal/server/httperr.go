@@ -31,6 +31,8 @@ const (
 	keyLeaf    = "leaf"
 	keyElapsed = "elapsed"
 	keyReason  = "reason"
+
+	keyArchiveKey = "archive_key"
 )
 
 // httpError is a refusal: Public is the body the client receives, err the
@@ -111,6 +113,9 @@ func (s *Server) authenticate(r *http.Request) (store.Device, error) {
 		return store.Device{}, internal(fmt.Errorf("looking up a device: %w", err))
 	case dev.Revoked():
 		return store.Device{}, fail(api.CodeRevokedDevice, "the device was revoked", nil)
+	case dev.User == archiveUser:
+		// The archive is a member, never a client.
+		return store.Device{}, fail(api.CodeUnknownDevice, "the archive makes no requests", nil)
 	}
 	return dev, nil
 }

@@ -85,7 +85,7 @@ func TestLeave(t *testing.T) {
 	carol.catchUp(id)
 	var head api.GroupHead
 	carol.call("GET", groupPath(api.PathGroup, id), nil, &head)
-	want := []api.Member{{Leaf: 0, User: "alice", Device: string(alice.id)}, {Leaf: 3, User: "carol", Device: string(carol.id)}}
+	want := []api.Member{{Leaf: 0, User: "alice", Device: string(alice.id)}, {Leaf: 3, User: "carol", Device: string(carol.id)}, e.archiveMember(4)}
 	if diff := cmp.Diff(want, head.Members); diff != "" {
 		t.Fatalf("members after bob left (-want +got):\n%s", diff)
 	}

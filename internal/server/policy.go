@@ -35,7 +35,9 @@ var errPolicy = fmt.Errorf("server: member list refused: %w", candor.ErrPermissi
 // memberDevices is the built-in policy, which is always on: every member's
 // credential must be an X.509 chain whose leaf certificate is an enrolled,
 // unrevoked device's (found by its SHA-256 fingerprint) and certifies the
-// leaf's signature key, and no device may hold two leaves. It returns the
+// leaf's signature key, no device may hold two leaves, and the
+// organisation's archive, which the directory holds as a device, must be
+// one of them (requireArchive). It returns the
 // member devices in leaf order. Store failures are returned as they are;
 // refusals wrap errPolicy.
 func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member) ([]candor.DeviceID, error) {
@@ -69,6 +71,9 @@ func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member) ([]ca
 		}
 		seen[d.ID] = true
 		out = append(out, d.ID)
+	}
+	if err := s.requireArchive(out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

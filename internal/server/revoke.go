@@ -35,6 +35,9 @@ func (s *Server) Revoke(ctx context.Context, device candor.DeviceID) error {
 	if err != nil {
 		return fmt.Errorf("server: revoking %s: %w", device, err)
 	}
+	if d.User == archiveUser {
+		return fmt.Errorf("server: %s is the organisation's archive, which no group may lose; a new archive key replaces it: %w", device, candor.ErrPermission)
+	}
 	if err := s.store.RevokeDevice(ctx, device, s.now()); err != nil {
 		return fmt.Errorf("server: revoking %s: %w", device, err)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"candor"
 	"candor/api"
+	"candor/internal/pki"
 	"candor/internal/store"
 )
 
@@ -44,6 +45,9 @@ type CA interface {
 	// Issue certifies pub as device of user: subject CN = user, OU =
 	// device, extended key usage client authentication.
 	Issue(user candor.UserID, device candor.DeviceID, pub *ecdsa.PublicKey, now time.Time) ([]byte, error)
+	// VerifyArchive checks that der is the CA's certificate of an
+	// organisation archive, valid at now.
+	VerifyArchive(der []byte, now time.Time) (pki.Archive, error)
 }
 
 // Config configures a Server.
@@ -68,6 +72,10 @@ type Config struct {
 	// Rand is the source of device, invitation and Welcome ids and of
 	// invitation secrets. Nil means crypto/rand.Reader.
 	Rand io.Reader
+	// Archive is the organisation's archive, made by the custody
+	// ceremony. Without one the server runs, but refuses invitations and
+	// every commit: no group may exist without the archive.
+	Archive *Archive
 	// Policy is checked, after the built-in check, against the member list
 	// every commit leads to. Nil means the built-in check alone.
 	Policy Policy
@@ -95,6 +103,7 @@ type Server struct {
 	policy     Policy
 	locks      groupLocks
 	hub        *hub
+	archive    *archiveState // nil: none installed
 	mux        *http.ServeMux
 	access     *AccessLog
 }
@@ -147,6 +156,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		buf = 256
 	}
 	s.hub = newHub(buf)
+	if cfg.Archive != nil {
+		if s.archive, err = s.installArchive(ctx, cfg.Archive); err != nil {
+			return nil, err
+		}
+	}
 	s.routes()
 	return s, nil
 }
@@ -230,6 +244,7 @@ func (s *Server) routes() {
 	route("GET", api.PathWelcomes, s.device(s.handleWelcomes))
 	route("DELETE", api.PathWelcome, s.device(s.handleDeleteWelcome))
 	route("GET", api.PathStream, s.device(s.handleStream))
+	route("GET", api.PathArchive, s.device(s.handleArchive))
 	route("GET", api.PathAccessKey, s.device(s.handleAccessKey))
 	route("GET", api.PathAccessCheckpoint, s.device(s.handleAccessCheckpoint))
 	route("GET", api.PathAccessRecords, s.device(s.handleAccessRecords))
@@ -242,7 +257,7 @@ func (s *Server) routes() {
 		{"POST", api.PathKeyPackages}, {"GET", api.PathKeyPackages}, {"POST", api.PathClaim},
 		{"POST", api.PathGroups}, {"GET", api.PathGroups}, {"GET", api.PathGroup},
 		{"POST", api.PathMessages}, {"GET", api.PathMessages}, {"PUT", api.PathCursor}, {"POST", api.PathLeave},
-		{"GET", api.PathWelcomes}, {"DELETE", api.PathWelcome}, {"GET", api.PathStream},
+		{"GET", api.PathWelcomes}, {"DELETE", api.PathWelcome}, {"GET", api.PathStream}, {"GET", api.PathArchive},
 		{"GET", api.PathAccessKey}, {"GET", api.PathAccessCheckpoint}, {"GET", api.PathAccessRecords},
 	} {
 		allowed[p.path] = append(allowed[p.path], p.method)

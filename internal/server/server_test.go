@@ -73,7 +73,7 @@ func TestConversation(t *testing.T) {
 	}
 	var head api.GroupHead
 	bob.call("GET", groupPath(api.PathGroup, id), nil, &head)
-	wantMembers := []api.Member{{Leaf: 0, User: "alice", Device: string(alice.id)}, {Leaf: 1, User: "bob", Device: string(bob.id)}}
+	wantMembers := []api.Member{{Leaf: 0, User: "alice", Device: string(alice.id)}, {Leaf: 1, User: "bob", Device: string(bob.id)}, e.archiveMember(2)}
 	if diff := cmp.Diff(wantMembers, head.Members); diff != "" {
 		t.Fatalf("members (-want +got):\n%s", diff)
 	}
@@ -270,7 +270,7 @@ func TestRevocation(t *testing.T) {
 	bob.catchUp(id)
 	var head api.GroupHead
 	bob.call("GET", groupPath(api.PathGroup, id), nil, &head)
-	want := []api.Member{{Leaf: 0, User: "alice", Device: string(alice.id)}, {Leaf: 1, User: "bob", Device: string(bob.id)}}
+	want := []api.Member{{Leaf: 0, User: "alice", Device: string(alice.id)}, {Leaf: 1, User: "bob", Device: string(bob.id)}, e.archiveMember(3)}
 	if diff := cmp.Diff(want, head.Members); diff != "" {
 		t.Fatalf("members after the removal (-want +got):\n%s", diff)
 	}
@@ -297,7 +297,9 @@ func TestRevocation(t *testing.T) {
 // TestEnrolment covers the invitation's refusals: one code for them all.
 func TestEnrolment(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	// A clock the test moves, from the real time: the CA made by Init
+	// and the archive certified by it are valid from then.
+	now := time.Now().UTC()
 	clock := &now
 	e := newEnv(t, func(c *Config) { c.Now = func() time.Time { return *clock } })
 	code, err := e.srv.Invite(e.ctx, "dave", time.Hour, e.addr)
@@ -478,7 +480,7 @@ func TestWelcomeRouting(t *testing.T) {
 	if err := g.Discard(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	forBob, err := g.Commit(e.ctx, mlsx.CommitOptions{Add: alice.claim("bob")})
+	forBob, err := g.Commit(e.ctx, mlsx.CommitOptions{Add: append(alice.claim("bob"), e.archive.Statement.KeyPackage())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,8 +517,8 @@ func TestPolicyHook(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *Config) {
 		c.Policy = PolicyFunc(func(ctx context.Context, _ candor.GroupID, members []mlsx.Member) error {
-			if len(members) > 2 {
-				return errors.Join(candor.ErrPermission, errors.New("at most two"))
+			if len(members) > 3 {
+				return errors.Join(candor.ErrPermission, errors.New("at most two people and the archive"))
 			}
 			return nil
 		})

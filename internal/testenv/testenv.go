@@ -1,9 +1,10 @@
 // Package testenv runs a real candor server and real clients in one
 // process, for end-to-end tests: the server's data folder made by
 // server.Init (CA, TLS and external-sender certificates, a SQLite store) in
-// a temporary folder, real TLS on 127.0.0.1 with a port the system picks,
-// and clients enrolled from real invitation codes into temporary profile
-// folders. Nothing is mocked between them.
+// a temporary folder, with an archive from a real custody ceremony (three
+// custodians, two of whom open it), real TLS on 127.0.0.1 with a port the
+// system picks, and clients enrolled from real invitation codes into
+// temporary profile folders. Nothing is mocked between them.
 package testenv
 
 import (
@@ -22,6 +23,8 @@ import (
 	"candor"
 	"candor/api"
 	"candor/client"
+	"candor/internal/ceremony/ceremonytest"
+	"candor/internal/pki"
 	"candor/internal/server"
 	"candor/internal/store"
 	"candor/internal/store/sqlstore"
@@ -40,6 +43,9 @@ type Env struct {
 	// Logger is given to the server and to the clients Enrol makes: it
 	// discards unless CANDOR_TEST_LOG is set, then writes to stderr.
 	Logger *slog.Logger
+	// Archive is the organisation's archive: what its ceremony published
+	// and the custodians' keys (ceremonytest.Threshold of them open it).
+	Archive ceremonytest.Archive
 
 	data      *server.DataDir
 	ln        *trackingListener
@@ -67,6 +73,7 @@ func New(t *testing.T) *Env {
 	if err != nil {
 		t.Fatalf("testenv: open: %v", err)
 	}
+	archive := holdCeremony(t, dir, data)
 	cfg := data.Config()
 	// The server logs at debug level into a buffer the test can search, as
 	// well as wherever the test's logger goes.
@@ -93,6 +100,7 @@ func New(t *testing.T) *Env {
 		Server:     srv,
 		SenderCert: data.SenderCert,
 		Logger:     logger,
+		Archive:    archive,
 		serverLog:  serverLog,
 		data:       data,
 		ln:         ln,
@@ -115,6 +123,25 @@ func New(t *testing.T) *Env {
 		}
 	})
 	return e
+}
+
+// holdCeremony makes the organisation's archive in the data folder dir,
+// opened as data, as the custodians and cmd/candor-custody do.
+func holdCeremony(t *testing.T, dir string, data *server.DataDir) ceremonytest.Archive {
+	t.Helper()
+	ca, ok := data.CA.(*pki.CA)
+	if !ok {
+		t.Fatalf("testenv: the data folder's CA is a %T", data.CA)
+	}
+	a := ceremonytest.Hold(t, ca, time.Now())
+	if err := server.PublishArchive(dir, a.Statement.KeyID(), a.Statement.Bytes(), a.Statement.KeyPackage(), a.Endorsements); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	var err error
+	if data.Archive, err = server.LoadArchive(dir); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return a
 }
 
 // Invite makes an invitation code for user, valid for an hour.

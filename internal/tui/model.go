@@ -549,6 +549,9 @@ func (m *model) clampScroll() {
 
 // memberName names a device for people: person/device.
 func memberName(d client.Member) string {
+	if d.Archive {
+		return "the archive"
+	}
 	if d.User == "" {
 		return fmt.Sprintf("leaf %d (not a device)", d.Leaf)
 	}

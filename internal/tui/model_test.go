@@ -458,6 +458,15 @@ func TestMemberPane(t *testing.T) {
 	// The member that is not a device of a person shows first, marked,
 	// though the pane has no room for everyone.
 	mustContain(t, m, "⚑ not a device · leaf 4", "alice (you)", "· laptop (this device)", "… 5 more lines")
+	// So does the archive, which also marks the conversation archived.
+	m.Update(membersLoaded{group: gRisk, members: []client.Member{aliceL, alicePh, bobD, carolT, {Leaf: 4, User: "archive", Archive: true}}})
+	mustContain(t, m, "⚑ archive · keeps the record", "alice (you)")
+	mustNotContain(t, m, "not a device")
+	tall := newTestModel(t, 120, 20)
+	tall.Update(groupsLoaded{groups: []client.Group{{ID: gRisk, Name: "risk-desk"}}})
+	tall.Update(membersLoaded{group: gRisk, members: []client.Member{aliceL, bobD, {Leaf: 2, User: "archive", Archive: true}}})
+	tall.Update(historyLoaded{group: gRisk})
+	mustContain(t, tall, "This conversation is archived")
 	m.Update(membersLoaded{group: gRisk, err: client.ErrRemoved})
 	mustContain(t, m, "you are not a member")
 }

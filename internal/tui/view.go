@@ -32,8 +32,12 @@ var (
 
 const helpLine = "Tab/↑↓/ctrl+n/p: conversation · PgUp/PgDn: scroll · Enter: send · Esc: quit"
 
+// archivedNotice heads the history of every conversation: the archive is
+// in all of them.
+const archivedNotice = "This conversation is archived: the organisation's archive is a member and keeps its record. Only its custodians together can open it, and each opening is logged (candor audit)."
+
 // joinedNotice heads the history of a conversation this device joined
-// after it started.
+// after it began.
 const joinedNotice = "Messages sent before this device joined cannot be read on it: it was not a member when they were encrypted."
 
 // panes is the width of each column of the screen; 0 hides one.
@@ -216,7 +220,7 @@ func (m *model) label(c *conversation) string {
 	}
 	var people []string
 	for _, d := range c.members {
-		if d.User != "" && d.User != m.me && !slices.Contains(people, clean(string(d.User))) {
+		if d.User != "" && !d.Archive && d.User != m.me && !slices.Contains(people, clean(string(d.User))) {
 			people = append(people, clean(string(d.User)))
 		}
 	}
@@ -287,6 +291,11 @@ func (m *model) timelineHead(c *conversation, w int) []string {
 	// The Welcome that added this device marks where its history starts;
 	// the group's first commit is entry 1, so nothing came before a
 	// Welcome there.
+	if slices.ContainsFunc(c.members, func(d client.Member) bool { return d.Archive }) {
+		for _, l := range wrap("ⓘ "+archivedNotice, w) {
+			lines = append(lines, styleNotice.Render(l))
+		}
+	}
 	if c.info.JoinedSeq > 1 {
 		for _, l := range wrap("ⓘ "+joinedNotice, w) {
 			lines = append(lines, styleNotice.Render(l))
@@ -360,9 +369,9 @@ func (m *model) when(t time.Time) string {
 }
 
 // memberPane lists the open conversation's members by person, with each
-// one's devices. Members that are not devices of people (in candor, only
-// the archive may be one) come first, marked, and are never cut off
-// however short the pane: nobody may be in a conversation unseen.
+// one's devices. The archive, and any member that is not a device of a
+// person, come first, marked, and are never cut off however short the
+// pane: nobody may be in a conversation unseen.
 func (m *model) memberPane(w, rows int) []string {
 	c := m.current()
 	lines := []string{styleTitle.Render("members")}
@@ -376,7 +385,11 @@ func (m *model) memberPane(w, rows int) []string {
 	var users []string
 	devices := map[string][]client.Member{}
 	for _, d := range c.members {
-		if d.User == "" {
+		switch {
+		case d.Archive:
+			pinned = append(pinned, styleNonHuman.Render("⚑ archive · keeps the record"))
+			continue
+		case d.User == "":
 			pinned = append(pinned, styleNonHuman.Render(fmt.Sprintf("⚑ not a device · leaf %d", d.Leaf)))
 			continue
 		}

@@ -1,6 +1,7 @@
-// Package ceremonytest helps tests look for the archive's secrets where
-// they must never be: in a statement, an endorsement, the ceremony tool's
-// files and output. Tests only.
+// Package ceremonytest helps tests: it holds custody ceremonies for test
+// organisations (Hold), and looks for the archive's secrets where they must
+// never be: in a statement, an endorsement, the ceremony tool's files and
+// output. Tests only.
 package ceremonytest
 
 import (
