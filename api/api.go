@@ -221,9 +221,11 @@ type WelcomeList struct {
 }
 
 // StreamFrame is one frame of the live stream (a WebSocket text message).
-// Server to device: Type "entry" (GroupID and Entry) or "welcome"
-// (Welcome). Device to server: Type "ack" (GroupID and Seq), which moves
-// the device's cursor like PUT cursor.
+// Server to device: Type "entry" (GroupID and Entry), "welcome" (Welcome)
+// or "devices" (no other field: another device of the same person has
+// published its first KeyPackages, so the device may add it to its groups;
+// see GET /users/{user}/devices). Device to server: Type "ack" (GroupID and
+// Seq), which moves the device's cursor like PUT cursor.
 type StreamFrame struct {
 	Type    string   `json:"type"`
 	GroupID []byte   `json:"group_id,omitempty"`
@@ -236,6 +238,7 @@ type StreamFrame struct {
 const (
 	FrameEntry   = "entry"
 	FrameWelcome = "welcome"
+	FrameDevices = "devices"
 	FrameAck     = "ack"
 )
 

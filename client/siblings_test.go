@@ -3,6 +3,7 @@ package client_test
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"candor"
 	"candor/client"
@@ -133,5 +134,26 @@ func TestSiblingsRaceToAddNewDevice(t *testing.T) {
 		if got := devicesOf(t, c, g, "alice"); !slices.Equal(got, want) {
 			t.Errorf("%s sees alice's devices %v, want %v", c.Device(), got, want)
 		}
+	}
+}
+
+// A device that stays connected hears of its person's new device from the
+// server and adds it at once, without catching up by hand.
+func TestNewDeviceJoinsLive(t *testing.T) {
+	t.Parallel()
+	env := testenv.New(t)
+	alice, _, _, g := trio(t, env)
+	run(t, alice)
+	phone := env.Enrol(t, "alice", "phone")
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Contains(devicesOf(t, alice, g, "alice"), phone.Device()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's laptop never added the phone: %v", devicesOf(t, alice, g, "alice"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mustSync(t, phone)
+	if got := devicesOf(t, phone, g, "alice"); !slices.Contains(got, phone.Device()) {
+		t.Errorf("the phone sees alice's devices %v", got)
 	}
 }

@@ -355,6 +355,9 @@ func (c *Client) handleFrame(ctx context.Context, f api.StreamFrame) error {
 			return nil
 		}
 		return err
+	case api.FrameDevices:
+		c.addSiblings(ctx)
+		return nil
 	}
 	c.log.Debug("unknown stream frame ignored", keyKind, f.Type)
 	return nil

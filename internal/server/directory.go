@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,6 +51,22 @@ func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request, _ store.D
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// announceDevice tells the live streams of dev's person's other devices
+// that dev can be added to their groups. A device that misses it (offline,
+// or its stream full) finds the new device when it next catches up.
+func (s *Server) announceDevice(ctx context.Context, dev store.Device) {
+	devs, err := s.store.Devices(ctx, dev.User)
+	if err != nil {
+		s.log.Warn("new device not announced", keyDevice, string(dev.ID), keyErr, err)
+		return
+	}
+	for _, d := range devs {
+		if d.ID != dev.ID && !d.Revoked() {
+			s.hub.publish(d.ID, notice{devices: true})
+		}
+	}
 }
 
 // validateUpload checks an upload's shape; the KeyPackages themselves are
@@ -124,12 +141,21 @@ func (s *Server) handleUploadKeyPackages(w http.ResponseWriter, r *http.Request,
 		}
 		last = &kp
 	}
-	err := s.store.AddKeyPackages(ctx, dev.ID, kps, last)
+	available, hadLast, err := s.store.CountKeyPackages(ctx, dev.ID)
+	if err != nil {
+		return internal(fmt.Errorf("counting key packages: %w", err))
+	}
+	err = s.store.AddKeyPackages(ctx, dev.ID, kps, last)
 	switch {
 	case errors.Is(err, candor.ErrConflict):
 		return fail(api.CodeBadRequest, "a key package was uploaded before", err)
 	case err != nil:
 		return internal(fmt.Errorf("adding key packages: %w", err))
+	}
+	if available == 0 && !hadLast {
+		// A new device can now be added: its person's other devices add
+		// it to their groups (api.FrameDevices).
+		s.announceDevice(ctx, dev)
 	}
 	return s.writeCount(w, r, dev)
 }

@@ -49,6 +49,9 @@ type notice struct {
 	frame   []byte
 	member  bool // the device is a member after this entry
 	welcome bool // a Welcome for the device was queued with this entry
+	// devices, alone, says that another device of the same person
+	// published its first KeyPackages (api.FrameDevices).
+	devices bool
 }
 
 // entryFrame encodes the StreamFrame of one appended entry, for notices.
@@ -431,6 +434,9 @@ func (s *Server) kickRevoked(ctx context.Context, since time.Time) (time.Time, e
 // Revoke kicks the device's streams in this process, and watchRevocations
 // those revoked by other processes.
 func (s *Server) follow(ctx context.Context, st *streamState, n notice) error {
+	if n.devices {
+		return st.write(ctx, api.StreamFrame{Type: api.FrameDevices})
+	}
 	if n.welcome {
 		if err := s.sendWelcomes(ctx, st); err != nil {
 			return err
