@@ -45,7 +45,7 @@ const archiveUser = candor.UserID(pki.ArchiveName)
 
 // archiveDevice is the directory's device id for the archive whose
 // certificate is der: one per archive key.
-func archiveDevice(der []byte) candor.DeviceID {
+func ArchiveDevice(der []byte) candor.DeviceID {
 	return candor.DeviceID("archive-" + hex.EncodeToString(fingerprint(der)[:8]))
 }
 
@@ -80,7 +80,7 @@ func (s *Server) installArchive(ctx context.Context, a *Archive) (*archiveState,
 	st := &archiveState{
 		published: api.Archive{Statement: a.Statement, Endorsements: a.Endorsements},
 		hash:      sha256.Sum256(a.Statement),
-		device:    archiveDevice(cert.Raw),
+		device:    ArchiveDevice(cert.Raw),
 		key:       arch.Key,
 	}
 	if st.published.Endorsements == nil {

@@ -55,7 +55,7 @@ func TestArchiveInEveryGroup(t *testing.T) {
 	// With it, the group is made, and the archive's Welcome is kept for it.
 	alice.commit(id, mlsx.CommitOptions{Add: alice.claim("bob")})
 	bob.joinWelcomes()
-	archive := archiveDevice(e.archive.Statement.Certificate())
+	archive := ArchiveDevice(e.archive.Statement.Certificate())
 	ws, err := e.data.Store.Welcomes(e.ctx, archive)
 	if err != nil || len(ws) != 1 || ws[0].Group != id || ws[0].Seq != 1 {
 		t.Fatalf("the archive's welcomes: %+v, %v", ws, err)

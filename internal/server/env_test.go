@@ -168,7 +168,7 @@ type device struct {
 
 // archiveMember is the archive as a group's member list shows it, at leaf.
 func (e *env) archiveMember(leaf uint32) api.Member {
-	return api.Member{Leaf: leaf, User: "archive", Device: string(archiveDevice(e.archive.Statement.Certificate())), Archive: true}
+	return api.Member{Leaf: leaf, User: "archive", Device: string(ArchiveDevice(e.archive.Statement.Certificate())), Archive: true}
 }
 
 // csr makes a certificate request for key.

@@ -68,7 +68,7 @@ func apiMembers(roster *mlsx.Roster) []api.Member {
 			if d, err := pki.DeviceOf(cert); err == nil {
 				am.User, am.Device = string(d.User), string(d.Device)
 			} else if _, err := pki.ArchiveOf(cert); err == nil {
-				am.User, am.Device, am.Archive = string(archiveUser), string(archiveDevice(cert.Raw)), true
+				am.User, am.Device, am.Archive = string(archiveUser), string(ArchiveDevice(cert.Raw)), true
 			}
 		}
 		out = append(out, am)
