@@ -43,8 +43,9 @@ var ErrNoArchive = fmt.Errorf("no archive: %w", candor.ErrNotFound)
 // archiveUser is the reserved user id the archive's device belongs to.
 const archiveUser = candor.UserID(pki.ArchiveName)
 
-// archiveDevice is the directory's device id for the archive whose
-// certificate is der: one per archive key.
+// ArchiveDevice is the directory's device id for the archive whose
+// certificate is der: one per archive key. The Welcomes queued for it in
+// the store are where a replay of each group starts.
 func ArchiveDevice(der []byte) candor.DeviceID {
 	return candor.DeviceID("archive-" + hex.EncodeToString(fingerprint(der)[:8]))
 }
