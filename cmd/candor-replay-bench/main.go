@@ -195,7 +195,6 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			start, cpu0 := time.Now(), cpuTime()
 			s, err := archive.Replay(ctx, archive.Config{
 				Keys: []archive.Key{key}, CA: ca.Certificate(), Source: chunkSource{src, chunk}, Review: review,
-				Chain:   archive.ChainUnavailable, // the server's store keeps no chain hashes yet
 				Workers: o.workers, Batch: o.batch,
 			})
 			rt, rc, rs = time.Since(start), cpuTime()-cpu0, s

@@ -48,10 +48,9 @@ const (
 	// ChainRequired: every entry must carry the hash the server stored,
 	// and it must be the one the chain gives. The zero value.
 	ChainRequired ChainPolicy = iota
-	// ChainUnavailable: the source keeps no hashes (the server's store,
-	// for now: see StoreSource). Gaps, repeats and order are still
-	// checked, and each record says its chain was not; a changed entry is
-	// caught only if MLS refuses it.
+	// ChainUnavailable: the source keeps no hashes. Gaps, repeats and
+	// order are still checked, and each record says its chain was not; a
+	// changed entry is caught only if MLS refuses it.
 	ChainUnavailable
 )
 

@@ -2,6 +2,7 @@ package archive_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,10 +32,13 @@ func newHashedSource(t *testing.T, o *org) *hashedSource {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The store's hashes are the journal's chain.
 		prev := journal.Genesis
 		for i := range es {
 			prev = journal.EntryHash(g, es[i].Entry, prev)
-			es[i].Hash, es[i].Hashed = prev, true
+			if !es[i].Hashed || es[i].Hash != prev {
+				t.Fatalf("group %s entry %d: the store's hash %x is not the chain's %x", g, es[i].Seq, es[i].Hash, prev)
+			}
 		}
 		h.entries[g] = es
 	}
@@ -146,9 +150,15 @@ func TestChainBreaks(t *testing.T) {
 func TestChainRequired(t *testing.T) {
 	t.Parallel()
 	o := newOrg(t, 1, 5, 100)
+	src := newHashedSource(t, o)
+	for _, es := range src.entries {
+		for i := range es {
+			es[i].Hashed = false
+		}
+	}
 	review, _ := openReview(t)
 	cfg := o.config(t, review)
-	cfg.Chain = archive.ChainRequired
+	cfg.Source, cfg.Chain = src, archive.ChainRequired
 	_, err := archive.Replay(context.Background(), cfg)
 	var ge *archive.GroupError
 	if !errors.Is(err, archive.ErrNoHash) || !errors.As(err, &ge) || ge.Seq != 1 {
@@ -187,7 +197,7 @@ func TestGapWithoutHashes(t *testing.T) {
 	src.entries[g] = slices.Delete(src.entries[g], 5, 6)
 	review, _ := openReview(t)
 	cfg := o.config(t, review)
-	cfg.Source = src
+	cfg.Source, cfg.Chain = src, archive.ChainUnavailable
 	sum, err := archive.Replay(context.Background(), cfg)
 	var gap *journal.GapError
 	var ge *archive.GroupError
@@ -201,5 +211,31 @@ func TestGapWithoutHashes(t *testing.T) {
 		if p.Group != g && !p.Done {
 			t.Errorf("group %s stopped too: %+v", p.Group, p)
 		}
+	}
+}
+
+// An entry changed in the server's database itself, where MLS cannot see
+// it (its server time), is caught by the chain the store kept, and named.
+func TestTamperedStore(t *testing.T) {
+	t.Parallel()
+	o := newOrg(t, 1, 10, 100)
+	g := o.gen.Groups[0]
+	db, err := sql.Open("sqlite", o.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.Exec(`UPDATE entries SET sent_at = sent_at + 1000000000 WHERE group_id = ? AND seq = 4`, []byte(g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("changed %d rows, %v", n, err)
+	}
+	review, _ := openReview(t)
+	_, err = archive.Replay(context.Background(), o.config(t, review))
+	var te *journal.TamperError
+	if !errors.As(err, &te) || te.Seq != 4 {
+		t.Fatalf("Replay of a store with a changed entry: %v, want a TamperError at 4", err)
 	}
 }

@@ -26,6 +26,7 @@ type org struct {
 	ca    *pki.CA
 	key   archive.Key
 	store *sqlstore.Store
+	db    string // the store's file
 	gen   journalgen.Result
 	sent  []journalgen.Sent // in (group, seq) order
 	start time.Time
@@ -68,12 +69,13 @@ func newOrg(t testing.TB, groups, messages, commitEvery int) *org {
 		t.Fatal(err)
 	}
 	key, cert := newArchiveKey(t, ca, now)
-	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "server.db"))
+	db := filepath.Join(t.TempDir(), "server.db")
+	st, err := sqlstore.Open(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	o := &org{ca: ca, key: key, store: st, start: now.Truncate(time.Second)}
+	o := &org{ca: ca, key: key, store: st, db: db, start: now.Truncate(time.Second)}
 	var mu sync.Mutex
 	o.gen, err = journalgen.Generate(ctx, journalgen.Config{
 		Store: st, CA: ca, ArchiveKeyPackage: key.KeyPackage, ArchiveCertificate: cert,
@@ -106,7 +108,6 @@ func (o *org) config(t testing.TB, review *archive.Review) archive.Config {
 		CA:     o.ca.Certificate(),
 		Source: archive.NewStoreSource(o.store, "archive"),
 		Review: review,
-		Chain:  archive.ChainUnavailable,
 	}
 }
 

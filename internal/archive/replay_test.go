@@ -29,7 +29,7 @@ func TestReplayGivesWhatWasSent(t *testing.T) {
 		want := archive.Record{
 			Group: s.Group, Seq: s.Seq, Epoch: s.Epoch, Kind: archive.KindMessage,
 			Sender: archive.Sender{User: s.User, Device: s.Device},
-			Time:   s.Time.UTC(), Text: s.Text, Status: archive.Verified, Chain: archive.ChainUnverified,
+			Time:   s.Time.UTC(), Text: s.Text, Status: archive.Verified, Chain: archive.ChainVerified,
 		}
 		if diff := cmp.Diff(want, got[i]); diff != "" {
 			t.Fatalf("message %d (-sent +recorded):\n%s", i, diff)

@@ -47,11 +47,10 @@ type Entry struct {
 // StoreSource reads the journal from the server's store, where the archive
 // is the device Device whose Welcomes are kept, never acknowledged.
 //
-// The server's store does not keep chain hashes yet, so its entries come
-// with Hashed false and a replay from it must set Config.Chain to
-// ChainUnavailable: order and gaps are still checked, tampering with an
-// entry's contents is not, until the store keeps the hash it computed at
-// append time (journal.EntryHash).
+// The store keeps the chain hash it computed when it appended each entry
+// (store.Entry.Hash), so a replay from it checks the whole chain
+// (ChainRequired). Entries written before the store kept hashes (none in
+// any deployment) come with Hashed false.
 type StoreSource struct {
 	store  store.Store
 	device candor.DeviceID
@@ -130,7 +129,7 @@ func (s *StoreSource) Entries(ctx context.Context, group candor.GroupID, after u
 	for i, e := range log {
 		out[i] = Entry{Entry: journal.Entry{
 			Seq: e.Seq, Epoch: e.Epoch, Commit: e.Commit, Sender: e.Sender, Time: e.Time, Message: e.Message,
-		}}
+		}, Hash: e.Hash, Hashed: e.Hash != journal.Hash{}}
 	}
 	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"candor"
+	"candor/internal/journal"
 )
 
 // Store is the server's durable state. Every method is atomic; methods are
@@ -162,6 +163,10 @@ type Entry struct {
 	Sender  candor.DeviceID
 	Time    time.Time
 	Message []byte
+	// Hash is the journal's chain hash of the entry (journal.EntryHash
+	// over the entry and its predecessor's Hash), which the store
+	// computes when it appends it; Append ignores the field.
+	Hash journal.Hash
 }
 
 // AppendRequest is one append to a group's log. Besides the entry:

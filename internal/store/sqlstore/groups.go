@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"candor"
+	"candor/internal/journal"
 	"candor/internal/store"
 )
 
@@ -194,6 +195,24 @@ func appendTx(req store.AppendRequest) (uint64, func(ctx context.Context, c conn
 		if err := replayed(ctx, c, group, hash[:]); err != nil {
 			return err
 		}
+		// The chain: this entry's hash covers it and its predecessor's.
+		// A stale PrevHead reads some other head's hash here, and the
+		// UPDATE below, which checks PrevHead, then writes nothing.
+		var prevRaw []byte
+		if err := c.queryRow(ctx, `SELECT head_hash FROM groups WHERE id = ?`, group).Scan(&prevRaw); err != nil {
+			return noRow(err)
+		}
+		prev := journal.Genesis
+		if prevRaw != nil {
+			h, err := journal.ParseHash(prevRaw)
+			if err != nil {
+				return fmt.Errorf("group %s head hash: %w", req.Group, err)
+			}
+			prev = h
+		}
+		chained := journal.EntryHash(req.Group, journal.Entry{
+			Seq: seq, Epoch: e.Epoch, Commit: e.Commit, Sender: e.Sender, Time: e.Time, Message: e.Message,
+		}, prev)
 		// Move the head, if it is still PrevHead. Under PostgreSQL this
 		// UPDATE also locks the group's row, so the rest of the
 		// transaction runs alone for this group.
@@ -204,10 +223,11 @@ func appendTx(req store.AppendRequest) (uint64, func(ctx context.Context, c conn
 		n, err := affected(c.exec(ctx, `
 			UPDATE groups SET
 				head = ?,
+				head_hash = ?,
 				roster = COALESCE(?, roster),
 				epoch = COALESCE(?, epoch)
 			WHERE id = ? AND head = ?`,
-			u64(seq), roster, epoch, group, u64(req.PrevHead)))
+			u64(seq), chained[:], roster, epoch, group, u64(req.PrevHead)))
 		if err != nil {
 			return err
 		}
@@ -220,10 +240,10 @@ func appendTx(req store.AppendRequest) (uint64, func(ctx context.Context, c conn
 		}
 
 		n, err = affected(c.exec(ctx, `
-			INSERT INTO entries (group_id, seq, epoch, is_commit, sender, sent_at, message, message_hash)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			INSERT INTO entries (group_id, seq, epoch, is_commit, sender, sent_at, message, message_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT DO NOTHING`,
-			group, u64(seq), u64(uint64(e.Epoch)), flag(e.Commit), string(e.Sender), sent, e.Message, hash[:]))
+			group, u64(seq), u64(uint64(e.Epoch)), flag(e.Commit), string(e.Sender), sent, e.Message, hash[:], chained[:]))
 		if err != nil {
 			return err
 		}
@@ -357,13 +377,22 @@ func (s *Store) Log(ctx context.Context, id candor.GroupID, after uint64, limit 
 				e              store.Entry
 				seq, epoch, ns int64
 				sender         string
+				chained        []byte
 			)
-			err := r.Scan(&seq, &epoch, &e.Commit, &sender, &ns, &e.Message)
+			if err := r.Scan(&seq, &epoch, &e.Commit, &sender, &ns, &e.Message, &chained); err != nil {
+				return e, err
+			}
 			e.Seq, e.Epoch, e.Sender, e.Time = uint64(seq), candor.Epoch(epoch), candor.DeviceID(sender), timeOf(ns)
 			e.Message = blob(e.Message)
-			return e, err
+			if chained != nil {
+				var err error
+				if e.Hash, err = journal.ParseHash(chained); err != nil {
+					return e, fmt.Errorf("entry %d hash: %w", seq, err)
+				}
+			}
+			return e, nil
 		}, `
-			SELECT seq, epoch, is_commit, sender, sent_at, message
+			SELECT seq, epoch, is_commit, sender, sent_at, message, hash
 			FROM entries WHERE group_id = ? AND seq > ?
 			ORDER BY seq LIMIT ?`,
 			[]byte(id), u64(after), int64(limit))

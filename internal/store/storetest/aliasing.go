@@ -69,7 +69,7 @@ func testInputsNotAliased(t *testing.T, s store.Store) {
 	diff(t, "Group", store.Group{ID: groupA, Epoch: 1, Head: 1, Roster: []byte("roster 1"), Created: t0}, gotGroup)
 	log, err := s.Log(ctx, groupA, 0, 10)
 	must(t, err)
-	diff(t, "Log", []store.Entry{{Seq: 1, Epoch: 0, Commit: true, Sender: d.ID, Time: t0, Message: []byte("commit")}}, log)
+	diff(t, "Log", chained(groupA, []store.Entry{{Seq: 1, Epoch: 0, Commit: true, Sender: d.ID, Time: t0, Message: []byte("commit")}}), log)
 	ws, err := s.Welcomes(ctx, d.ID)
 	must(t, err)
 	diff(t, "Welcomes", []store.Welcome{{ID: "w-1", Device: d.ID, Group: groupA, Seq: 1, Time: t0, Data: []byte("welcome")}}, ws)

@@ -58,7 +58,7 @@ func testAppendManyGroups(t *testing.T, s store.Store) {
 			want[i] = entry(d.ID, 0, chainMessage(g, i))
 			want[i].Seq = uint64(i + 1)
 		}
-		diff(t, fmt.Sprintf("log of group %d", g), want, log)
+		diff(t, fmt.Sprintf("log of group %d", g), chained(id, want), log)
 		members, err := s.Members(ctx, id)
 		must(t, err)
 		diff(t, fmt.Sprintf("members of group %d", g), []candor.DeviceID{d.ID}, members)

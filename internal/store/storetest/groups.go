@@ -119,7 +119,7 @@ func testAppendSequence(t *testing.T, s store.Store) {
 	}
 	log, err := s.Log(ctx, groupA, 0, 100)
 	must(t, err)
-	diff(t, "Log", want, log)
+	diff(t, "Log", chained(groupA, want), log)
 }
 
 func testAppendStale(t *testing.T, s store.Store) {

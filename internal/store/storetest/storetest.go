@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"candor"
+	"candor/internal/journal"
 	"candor/internal/store"
 )
 
@@ -113,6 +114,20 @@ func diff[T any](t *testing.T, what string, want, got T) {
 	if d := cmp.Diff(want, got, opts); d != "" {
 		t.Errorf("%s (-want +got):\n%s", what, d)
 	}
+}
+
+// chained returns entries, a group's log from its first entry, with the
+// chain hashes the contract says the store computes (store.Entry.Hash).
+func chained(group candor.GroupID, entries []store.Entry) []store.Entry {
+	out := slices.Clone(entries)
+	prev := journal.Genesis
+	for i, e := range out {
+		out[i].Hash = journal.EntryHash(group, journal.Entry{
+			Seq: e.Seq, Epoch: e.Epoch, Commit: e.Commit, Sender: e.Sender, Time: e.Time, Message: e.Message,
+		}, prev)
+		prev = out[i].Hash
+	}
+	return out
 }
 
 func secret(id string) []byte {
