@@ -1,16 +1,16 @@
 package candor_test
 
 import (
-	"bufio"
 	"context"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"candor/internal/readme"
 )
 
 // TestREADMEServerCommands runs the README's "Running a server and
@@ -22,7 +22,10 @@ func TestREADMEServerCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
 	}
-	block := readmeBlock(t, "## Running a server and enrolling a device")
+	block, err := readme.Block("README.md", "## Running a server and enrolling a device")
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	repo, err := os.Getwd()
 	if err != nil {
@@ -32,7 +35,10 @@ func TestREADMEServerCommands(t *testing.T) {
 	defer cancel()
 	var code string
 	for _, line := range block {
-		args := strings.Fields(strings.ReplaceAll(line, `"Example Bank"`, "Example-Bank"))
+		args, err := readme.Words(line)
+		if err != nil {
+			t.Fatal(err)
+		}
 		switch {
 		case args[0] == "go":
 			// go build -o bin/ ./cmd/...: build from the repository.
@@ -59,7 +65,7 @@ func TestREADMEServerCommands(t *testing.T) {
 			continue
 		}
 		for i, a := range args {
-			if strings.HasPrefix(a, "'candor1:") {
+			if strings.HasPrefix(a, "candor1:") {
 				args[i] = code
 			}
 		}
@@ -80,36 +86,6 @@ func TestREADMEServerCommands(t *testing.T) {
 	if code == "" {
 		t.Fatal("the README block invited nobody")
 	}
-}
-
-// readmeBlock returns the command lines of the first sh block after
-// heading, without their comments.
-func readmeBlock(t *testing.T, heading string) []string {
-	t.Helper()
-	f, err := os.Open("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	comment := regexp.MustCompile(`\s+#.*$`)
-	var lines []string
-	state := 0 // 0: before heading, 1: before block, 2: in block
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case state == 0 && line == heading:
-			state = 1
-		case state == 1 && line == "```sh":
-			state = 2
-		case state == 2 && line == "```":
-			return lines
-		case state == 2 && strings.TrimSpace(line) != "":
-			lines = append(lines, strings.TrimSpace(comment.ReplaceAllString(line, "")))
-		}
-	}
-	t.Fatalf("README.md has no sh block under %q", heading)
-	return nil
 }
 
 func waitListening(t *testing.T, addr string) {

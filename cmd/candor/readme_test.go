@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +10,7 @@ import (
 
 	"candor"
 	"candor/internal/demo"
+	"candor/internal/readme"
 )
 
 // TestREADMEConversation runs the README's "Conversations in the
@@ -22,7 +20,10 @@ import (
 // and a line ending in & runs alongside the ones after it.
 func TestREADMEConversation(t *testing.T) {
 	t.Parallel()
-	block := readmeBlock(t, "## Conversations in the terminal")
+	block, err := readme.Block(filepath.Join("..", "..", "README.md"), "## Conversations in the terminal")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -50,7 +51,10 @@ func TestREADMEConversation(t *testing.T) {
 		outputs    = map[string]string{} // command name → its output, the last one of each
 	)
 	for _, line := range block {
-		args := shellWords(t, line)
+		args, err := readme.Words(line)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if args[0] == "bin/candord" {
 			if args[1] != "invite" {
 				t.Fatalf("%s: only invitations are expected here", line)
@@ -107,65 +111,4 @@ func TestREADMEConversation(t *testing.T) {
 			t.Errorf("%s printed %q, which lacks %q", c.what, c.got, c.want)
 		}
 	}
-}
-
-// readmeBlock returns the command lines of the first sh block after
-// heading in the repository's README, without their comments.
-func readmeBlock(t *testing.T, heading string) []string {
-	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	comment := regexp.MustCompile(`\s+#.*$`)
-	var lines []string
-	state := 0 // 0: before heading, 1: before block, 2: in block
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case state == 0 && line == heading:
-			state = 1
-		case state == 1 && line == "```sh":
-			state = 2
-		case state == 2 && line == "```":
-			return lines
-		case state == 2 && strings.TrimSpace(line) != "":
-			lines = append(lines, strings.TrimSpace(comment.ReplaceAllString(line, "")))
-		}
-	}
-	t.Fatalf("README.md has no sh block under %q", heading)
-	return nil
-}
-
-// shellWords splits a command line the way sh would for the README's
-// lines: words separated by blanks, single quotes kept together.
-func shellWords(t *testing.T, line string) []string {
-	t.Helper()
-	var words []string
-	var w strings.Builder
-	inWord, quoted := false, false
-	for _, r := range line {
-		switch {
-		case r == '\'':
-			quoted, inWord = !quoted, true
-		case (r == ' ' || r == '\t') && !quoted:
-			if inWord {
-				words = append(words, w.String())
-				w.Reset()
-				inWord = false
-			}
-		default:
-			w.WriteRune(r)
-			inWord = true
-		}
-	}
-	if quoted {
-		t.Fatalf("%s: unbalanced quote", line)
-	}
-	if inWord {
-		words = append(words, w.String())
-	}
-	return words
 }
