@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"candor"
-	"candor/api"
 )
 
 // addSiblings adds this person's other devices to every conversation this
@@ -20,15 +19,15 @@ import (
 // Failures are logged and reported as EventError, not returned: they must
 // not stop this device from receiving.
 func (c *Client) addSiblings(ctx context.Context) {
-	var devs api.DeviceList
-	if err := c.tr.call(ctx, "GET", path(api.PathDevices, "user", string(c.me.User)), nil, &devs); err != nil {
-		c.siblingsFailed(ctx, "", fmt.Errorf("looking up this person's devices: %w", err))
+	devs, err := c.Devices(ctx, c.me.User)
+	if err != nil {
+		c.siblingsFailed(ctx, "", err)
 		return
 	}
 	active := map[candor.DeviceID]bool{}
-	for _, d := range devs.Devices {
-		if d.RevokedAt == nil && candor.DeviceID(d.ID) != c.me.Device {
-			active[candor.DeviceID(d.ID)] = true
+	for _, d := range devs {
+		if d.Revoked.IsZero() && !d.This {
+			active[d.ID] = true
 		}
 	}
 	if len(active) == 0 {
