@@ -53,7 +53,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	out.say("The server carries encrypted messages and never holds a key that opens them.")
 	p := srv.Archive.Policy()
 	out.say("Its archive, the member that keeps the record of every conversation, was made at a custody")
-	out.say("ceremony: its key was split between %s;", strings.Join(CustodianNames, ", "))
+	out.say("ceremony: its key was split between %s;", strings.Join(CustodianNames, "; "))
 	out.say("any %d of the %d together can open it, and each opening is written to a public log first.", p.K(), p.N())
 	out.say("Each custodian checked their share and endorsed the result; every device pins it at enrolment.")
 
