@@ -6,12 +6,12 @@
 //	candor-custody ceremony -data DIR -key-id ID -k K -custodian NAME=FILE.pub ...
 //	candor-custody endorse -statement FILE -key KEYFILE -ca CA.pem
 //	candor-custody verify -statement FILE -ca CA.pem
+//	candor-custody approve -bundle FILE -access-key access.pub -statement FILE -key KEYFILE -out APPROVAL [-yes]
 //
 // It is a separate binary from the server on purpose: the server never
 // links the custody code. Passphrases come from the terminal, or from
 // CANDOR_CUSTODY_PASSPHRASE for scripts, never from a flag (flags show in
-// process lists and shell history). Approving an opening joins these
-// commands when the access log it must check exists.
+// process lists and shell history).
 package main
 
 import (
@@ -57,6 +57,13 @@ Usage:
       Check the statement and every FILE.endorsement.* beside it; print the
       policy, the custodians and who has endorsed.
 
+  candor-custody approve -bundle FILE -access-key access.pub -statement FILE -key KEYFILE -out APPROVAL [-yes]
+      As a custodian: check an opening request (the bundle candord access
+      show wrote) against the access log's key you were given, show it, and
+      on your yes release your share sealed to the request's one-time
+      opening key. The administrator logs APPROVAL with candord access
+      approve.
+
 Passphrases are read from the terminal, or from the environment variable
 CANDOR_CUSTODY_PASSPHRASE when it is set (for scripts).
 
@@ -89,6 +96,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		"ceremony": a.ceremony,
 		"endorse":  a.endorse,
 		"verify":   a.verify,
+		"approve":  a.approve,
 	}
 	switch args[0] {
 	case "help", "-h", "-help", "--help":

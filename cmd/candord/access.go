@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"candor"
@@ -22,6 +23,7 @@ const accessUsage = `usage:
                           --opening-key FILE
   candord access approve  --data DIR --custodian NAME FILE
   candord access opened   --data DIR FILE
+  candord access show     --data DIR --index I --out FILE
 
   request  log a request to open the archive and print its id and index;
            the scope is the groups (hex ids) and people named, between
@@ -33,6 +35,9 @@ const accessUsage = `usage:
            name in the custody policy
   opened   log a completed opening: FILE is the opening record the
            opening tool writes, for a request already logged
+  show     write record I with its inclusion proof and the log's current
+           signed checkpoint to FILE, for a custodian to check against
+           the log's public key (access.pub in DIR) before approving
 
 The access log is public to every enrolled device; nothing secret goes in.
 These commands may run while 'candord serve' uses the same folder.
@@ -147,6 +152,38 @@ func runAccess(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				return err
 			}
 			_, err = fmt.Fprintf(stdout, "opening of request %s logged at index %d\n", o.Request, index)
+			return err
+		})
+	case "show":
+		index := fs.Int64("index", -1, "the record's position in the log (required)")
+		out := fs.String("out", "", "the bundle file to write (required)")
+		if err := parse(0, out); err != nil {
+			return err
+		}
+		if *index < 0 {
+			fs.Usage()
+			return errUsage
+		}
+		return withAccessLog(ctx, *data, func(l *server.AccessLog) error {
+			b, err := l.Bundle(ctx, *index)
+			if err != nil {
+				return err
+			}
+			enc, err := b.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			// O_EXCL: a bundle handed to a custodian is not silently
+			// replaced by another.
+			f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+			if err != nil {
+				return err
+			}
+			_, werr := f.Write(enc)
+			if err := errors.Join(werr, f.Close()); err != nil {
+				return errors.Join(err, os.Remove(*out))
+			}
+			_, err = fmt.Fprintf(stdout, "record %d of %d written to %s; the custodian checks it with %s\n", *index, b.Proof.Size, *out, filepath.Join(*data, server.FileAccessPub))
 			return err
 		})
 	case "-h", "-help", "--help", "help":

@@ -214,6 +214,39 @@ func (a *AccessLog) LogOpening(ctx context.Context, o *access.Opening) (int64, e
 	})
 }
 
+// Bundle returns record index with its inclusion proof under a checkpoint
+// of the whole log, signed now: what a custodian, who cannot ask the
+// server, checks an opening request with (access.Bundle). A record beyond
+// the log fails with candor.ErrNotFound.
+func (a *AccessLog) Bundle(ctx context.Context, index int64) (*access.Bundle, error) {
+	signed, err := a.log.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The checkpoint's own size, read back from it, is the tree the
+	// proof must be for: the log may grow meanwhile.
+	v, err := note.NewVerifier(a.verifier)
+	if err != nil {
+		return nil, err
+	}
+	c, err := translog.Open(signed, v)
+	if err != nil {
+		return nil, err
+	}
+	if index < 0 || index >= c.Size {
+		return nil, fmt.Errorf("server: the access log holds %d records, none at index %d: %w", c.Size, index, candor.ErrNotFound)
+	}
+	rec, err := a.log.Record(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	proof, err := a.log.ProveInclusion(ctx, index, c.Size)
+	if err != nil {
+		return nil, err
+	}
+	return &access.Bundle{Record: rec, Proof: proof, Checkpoint: signed}, nil
+}
+
 func findCase(cases []*access.Case, id access.RequestID) *access.Case {
 	for _, c := range cases {
 		if c.ID == id {
