@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/mod/sumdb/note"
+
+	"candor"
+	"candor/client"
+	"candor/internal/access"
+	"candor/internal/archive"
+	"candor/internal/custody"
+	"candor/internal/server"
+	"candor/internal/testenv"
+)
+
+// opener drives the tool and the access log of one organisation as its
+// administrator and custodians would.
+type opener struct {
+	t    *testing.T
+	env  *testenv.Env
+	log  *server.AccessLog
+	key  note.Verifier // access.pub, as the custodians were given it
+	dir  string        // the opener's working folder
+	stmt string        // the archive statement's file
+}
+
+func newOpener(t *testing.T, env *testenv.Env) *opener {
+	t.Helper()
+	l, err := server.OpenAccessLog(t.Context(), env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	pub, err := os.ReadFile(filepath.Join(env.Dir, server.FileAccessPub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(strings.TrimSpace(string(pub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &opener{t: t, env: env, log: l, key: v, dir: t.TempDir()}
+	o.stmt = o.path("statement")
+	if err := os.WriteFile(o.stmt, env.Archive.Statement.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (o *opener) path(name string) string { return filepath.Join(o.dir, name) }
+
+// tool runs candor-archive with args and returns its output and error
+// output; it fails the test if the exit status is not want.
+func (o *opener) tool(want int, args ...string) (string, string) {
+	o.t.Helper()
+	var out, errOut bytes.Buffer
+	if got := run(o.t.Context(), args, &out, &errOut); got != want {
+		o.t.Fatalf("candor-archive %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), got, want, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
+// request makes a one-time key with keygen and logs a request naming it
+// for groups; it returns the key file, the request's id and its index.
+func (o *opener) request(name string, groups ...candor.GroupID) (string, access.RequestID, int64) {
+	o.t.Helper()
+	keyFile := o.path(name + ".key")
+	o.tool(0, "keygen", "-out", keyFile)
+	pubHex, err := os.ReadFile(keyFile + ".pub")
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	pub, err := hex.DecodeString(strings.TrimSpace(string(pubHex)))
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	id, index, err := o.log.LogRequest(o.t.Context(), &access.Request{
+		Case: name, Reason: "inquiry into " + name, Requester: "Compliance", Created: now,
+		Scope:      access.Scope{Groups: groups, From: now.Add(-time.Hour), To: now.Add(time.Hour)},
+		OpeningKey: pub,
+	})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	return keyFile, id, index
+}
+
+// approve is custodian i (0-based) approving the request at index as
+// candor-custody approve does: from the bundle candord access show
+// writes, checked against access.pub; the administrator then logs it. It
+// returns the approval's file.
+func (o *opener) approve(index int64, i int) string {
+	o.t.Helper()
+	ctx := o.t.Context()
+	b, err := o.log.Bundle(ctx, index)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	enc, err := b.MarshalBinary()
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	b, err = access.ParseBundle(enc)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	rec, _, err := b.Verify(o.key)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	id, err := rec.Request.ID()
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	opening, err := custody.ParseOpeningPublicKey(rec.Request.OpeningKey)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	st, key := o.env.Archive.Statement, o.env.Archive.Keys[i]
+	slot, err := st.Policy().IndexOf(key.PublicKey())
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	a, err := key.Approve(st.Policy(), st.Commitments(), st.SealedShares()[slot-1], custody.RequestID(id), opening)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	c, err := st.Policy().Custodian(slot)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	if _, err := o.log.LogApproval(ctx, &access.Approval{Request: id, Custodian: slot, CustodianName: c.Name, Custody: a.Bytes()}); err != nil {
+		o.t.Fatal(err)
+	}
+	file := o.path(hex.EncodeToString(id[:4]) + "." + c.Name + ".approval")
+	if err := os.WriteFile(file, a.Bytes(), 0o644); err != nil {
+		o.t.Fatal(err)
+	}
+	return file
+}
+
+// open runs candor-archive open; it returns the error output of a failed
+// run, after checking that it wrote nothing.
+func (o *opener) open(want int, keyFile string, id access.RequestID, approvals ...string) string {
+	o.t.Helper()
+	out, jsonl := o.path("review.db"), o.path("review.jsonl")
+	_, stderr := o.tool(want, "open", "-data", o.env.Dir, "-request", id.String(), "-opening-key", keyFile,
+		"-approvals", strings.Join(approvals, ","), "-statement", o.stmt, "-out", out, "-jsonl", jsonl)
+	if want != 0 {
+		for _, p := range []string{out, jsonl} {
+			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+				o.t.Errorf("a failed opening left %s", p)
+			}
+		}
+	}
+	return stderr
+}
+
+func mustSync(t *testing.T, cs ...*client.Client) {
+	t.Helper()
+	for _, c := range cs {
+		if err := c.Sync(t.Context()); err != nil {
+			t.Fatalf("%s: sync: %v", c.User(), err)
+		}
+	}
+}
+
+// sent is a message as the test compares it.
+type sent struct {
+	User candor.UserID
+	Text string
+}
+
+// TestOpenCase is issue 5's "done means": an organisation with 3
+// custodians (k = 2), three people exchanging messages, a case opened
+// with two custodians' approvals, its records read back, and the opening
+// seen in the audit of every member's device. Along the way it tries the
+// openings that must fail.
+func TestOpenCase(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	env := testenv.New(t)
+	alice := env.Enrol(t, "alice", "laptop")
+	bob := env.Enrol(t, "bob", "phone")
+	carol := env.Enrol(t, "carol", "laptop")
+	g, err := alice.CreateGroup(ctx, "deals", "bob", "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, bob, carol)
+	var want []sent
+	for _, m := range []struct {
+		from *client.Client
+		text string
+	}{
+		{alice, "Morning. The Q3 term sheet is ready for review."},
+		{bob, "Thanks — sending comments by noon."},
+		{carol, "Grüße: Zürich signed off, 契約書は明日送ります。"},
+		{alice, "Great, closing on Friday."},
+	} {
+		if _, err := m.from.Send(ctx, g, m.text); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, sent{m.from.User(), m.text})
+		mustSync(t, alice, bob, carol)
+	}
+
+	o := newOpener(t, env)
+	keyFile, id, index := o.request("CASE-1", g)
+	first := o.approve(index, 0)
+
+	t.Run("one approval", func(t *testing.T) {
+		stderr := o.open(1, keyFile, id, first)
+		if !strings.Contains(stderr, "1 logged approvals") || !strings.Contains(stderr, "2 custodians must approve") {
+			t.Errorf("error %q does not say how many approvals are missing", stderr)
+		}
+	})
+	t.Run("request not in the log", func(t *testing.T) {
+		var other access.RequestID
+		other[0] = 1
+		if stderr := o.open(1, keyFile, other, first); !strings.Contains(stderr, "is not in the access log") {
+			t.Errorf("error %q does not say the request is not logged", stderr)
+		}
+	})
+	otherKey, _, otherIndex := o.request("CASE-OTHER", g)
+	foreign := o.approve(otherIndex, 2)
+	t.Run("approval for another request", func(t *testing.T) {
+		if stderr := o.open(1, keyFile, id, first, foreign); !strings.Contains(stderr, "not "+id.String()) {
+			t.Errorf("error %q does not name the approval of another request", stderr)
+		}
+	})
+	t.Run("another request's opening key", func(t *testing.T) {
+		if stderr := o.open(1, otherKey, id, first); !strings.Contains(stderr, "is not the one request") {
+			t.Errorf("error %q does not name the wrong key", stderr)
+		}
+	})
+	t.Run("approval not logged", func(t *testing.T) {
+		// A second approval by custodian 2, made but never logged.
+		st, key := env.Archive.Statement, env.Archive.Keys[1]
+		okey, err := parseOpeningKeyFile(keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := key.Approve(st.Policy(), st.Commitments(), st.SealedShares()[1], custody.RequestID(id), okey.PublicKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlogged := o.path("unlogged.approval")
+		if err := os.WriteFile(unlogged, a.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if stderr := o.open(1, keyFile, id, first, unlogged); !strings.Contains(stderr, "is not in the access log: log it with candord access approve") {
+			t.Errorf("error %q does not say the approval is not logged", stderr)
+		}
+	})
+
+	second := o.approve(index, 1)
+	o.open(0, keyFile, id, first, second)
+	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the one-time key %s is still there after the opening", keyFile)
+	}
+
+	// The records, from the review store and the JSON Lines.
+	review, err := archive.OpenReview(ctx, o.path("review.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer review.Close()
+	recs, err := review.Records(ctx, g, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []sent
+	for _, r := range recs {
+		if r.Status != archive.Verified && r.Status != archive.Joined {
+			t.Errorf("record %d: %s (%s)", r.Seq, r.Status, r.Reason)
+		}
+		if r.Kind == archive.KindMessage {
+			got = append(got, sent{r.Sender.User, r.Text})
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("messages in the review store (-want +got):\n%s", diff)
+	}
+	f, err := os.Open(o.path("review.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []sent
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		var r archive.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind == archive.KindMessage {
+			lines = append(lines, sent{r.Sender.User, r.Text})
+		}
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("messages in the JSON Lines (-want +got):\n%s", diff)
+	}
+
+	// Every member's device sees the opening, and who approved it.
+	for _, c := range []*client.Client{alice, bob, carol} {
+		entries, err := c.Audit(ctx)
+		if err != nil {
+			t.Fatalf("%s: audit: %v", c.User(), err)
+		}
+		var found bool
+		for _, e := range entries {
+			if e.Case != "CASE-1" {
+				continue
+			}
+			found = true
+			var names []string
+			for _, a := range e.Approvals {
+				names = append(names, a.Name)
+			}
+			if !e.Completed() || len(names) != 2 || e.Openings[0].Groups[0].Group != g || e.Openings[0].Groups[0].Records != uint64(len(recs)) {
+				t.Errorf("%s sees CASE-1 as %+v, approved by %v", c.User(), e, names)
+			}
+		}
+		if !found {
+			t.Errorf("%s's audit does not list CASE-1: %+v", c.User(), entries)
+		}
+	}
+}
+
+// parseOpeningKeyFile reads a key file keygen wrote.
+func parseOpeningKeyFile(path string) (*custody.OpeningKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseOpeningKey(b)
+}
+
+// TestOpeningKeyFile checks the key file's decoder on what keygen writes
+// and on near misses.
+func TestOpeningKeyFile(t *testing.T) {
+	t.Parallel()
+	k, err := custody.NewOpeningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := encodeOpeningKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := parseOpeningKey(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !back.PublicKey().Equal(k.PublicKey()) {
+		t.Fatal("the key file gives back another key")
+	}
+	for _, bad := range [][]byte{
+		nil,
+		append(bytes.Clone(enc), "trailing"...),
+		bytes.Replace(enc, []byte("OPENING KEY"), []byte("OTHER KEY"), 2),
+		[]byte("-----BEGIN CANDOR OPENING KEY-----\nAAAA\n-----END CANDOR OPENING KEY-----\n"),
+	} {
+		if _, err := parseOpeningKey(bad); !errors.Is(err, candor.ErrInvalid) {
+			t.Errorf("parseOpeningKey(%q) = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+func FuzzParseOpeningKey(f *testing.F) {
+	k, err := custody.NewOpeningKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	enc, err := encodeOpeningKey(k)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(enc)
+	f.Add(enc[:len(enc)-3])
+	f.Add([]byte("-----BEGIN CANDOR OPENING KEY-----\n-----END CANDOR OPENING KEY-----\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := parseOpeningKey(b)
+		if err != nil {
+			if !errors.Is(err, candor.ErrInvalid) {
+				t.Fatalf("refused with %v, want ErrInvalid", err)
+			}
+			return
+		}
+		again, err := encodeOpeningKey(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("accepted a non-canonical key file:\n in %q\nout %q", b, again)
+		}
+	})
+}
