@@ -18,8 +18,14 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"candor"
 	"candor/client"
+	"candor/internal/access"
+	"candor/internal/archive"
+	"candor/internal/custody"
+	"candor/internal/opening"
 )
 
 // Config configures a demonstration run.
@@ -149,10 +155,147 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 
-	out.step("Still to come")
-	out.say("Opening the archive for a case, with %d of the %d custodians after an entry in the public access", p.K(), p.N())
-	out.say("log, and each member's view of the openings that touched them, come next. See README.md.")
+	out.step("Opening a case")
+	if err := openCase(ctx, out, srv, cfg.Dir, gid, alice, []*device{alice, bobLaptop, carol}); err != nil {
+		return fmt.Errorf("opening a case: %w", err)
+	}
 	return out.err
+}
+
+// openCase shows an opening of the archive for one case, as the
+// administrators, custodians and opener do it with candord access,
+// candor-custody approve and candor-archive open (docs/design/archive.md,
+// "Opening a case"), then what the members' devices show of it, Carol's,
+// who has left, too. It checks that the records hold alice's history of
+// the conversation, and that every member's device lists the opening.
+func openCase(ctx context.Context, out *narrator, srv *Server, dir string, gid candor.GroupID, alice *device, members []*device) error {
+	log := srv.data.Access
+	okey, err := custody.NewOpeningKey()
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	q := &access.Request{
+		Case: "CASE-2026-014", Reason: "A regulator asks for the trading desk's conversations of today.",
+		Requester: "Gil Moreau, Compliance", Created: now,
+		Scope:      access.Scope{Groups: []candor.GroupID{gid}, From: now.Add(-time.Hour), To: now.Add(time.Hour)},
+		OpeningKey: okey.PublicKey().Bytes(),
+	}
+	id, index, err := log.LogRequest(ctx, q)
+	if err != nil {
+		return err
+	}
+	out.say("Compliance made a one-time opening key and logged a request in the public access log (record %d):", index)
+	out.say("case %s, %q, the trading desk, the last hour.", q.Case, q.Reason)
+
+	verifier, err := note.NewVerifier(log.VerifierKey())
+	if err != nil {
+		return err
+	}
+	var approvals []opening.Approval
+	for _, slot := range []int{1, 3} {
+		// Each custodian receives the request with its proof of
+		// inclusion and checks it against the log's key they keep.
+		b, err := log.Bundle(ctx, index)
+		if err != nil {
+			return err
+		}
+		rec, cp, err := b.Verify(verifier)
+		if err != nil {
+			return err
+		}
+		pub, err := custody.ParseOpeningPublicKey(rec.Request.OpeningKey)
+		if err != nil {
+			return err
+		}
+		st := srv.Archive
+		a, err := srv.Custodians[slot-1].Approve(st.Policy(), st.Commitments(), st.SealedShares()[slot-1], custody.RequestID(id), pub)
+		if err != nil {
+			return err
+		}
+		name := CustodianNames[slot-1]
+		if _, err := log.LogApproval(ctx, &access.Approval{Request: id, Custodian: slot, CustodianName: name, Custody: a.Bytes()}); err != nil {
+			return err
+		}
+		approvals = append(approvals, opening.Approval{Name: name + "'s approval", Data: a.Bytes()})
+		out.say("%s checked the request under the log's signed checkpoint (%d records), compared the", name, cp.Size)
+		out.say("opening key's fingerprint (%s), and approved: their share, sealed to that key, is logged.", pub.Fingerprint())
+	}
+
+	o, err := opening.Prepare(ctx, opening.Config{Access: log, Statement: srv.Archive, Request: id, OpeningKey: okey, Approvals: approvals})
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+	review, err := archive.OpenReview(ctx, filepath.Join(dir, "review.db"))
+	if err != nil {
+		return err
+	}
+	defer review.Close()
+	sum, err := o.Replay(ctx, srv.data.Store, srv.data.CA.Certificate(), review, nil)
+	if err != nil {
+		return err
+	}
+	if _, _, err := o.Log(ctx, sum, time.Now()); err != nil {
+		return err
+	}
+	recs, err := review.Records(ctx, gid, 0, 10000)
+	if err != nil {
+		return err
+	}
+	var texts []string
+	for _, r := range recs {
+		if r.Kind == archive.KindMessage && r.Status == archive.Verified {
+			texts = append(texts, r.Text)
+		}
+	}
+	history, err := alice.c.Messages(ctx, gid)
+	if err != nil {
+		return err
+	}
+	var want []string
+	for _, m := range history {
+		want = append(want, m.Text)
+	}
+	if !slices.Equal(texts, want) {
+		return fmt.Errorf("the review holds %d messages, alice's history %d", len(texts), len(want))
+	}
+	out.say("The opening tool checked both approvals in the log, rebuilt the archive's key in memory only,")
+	out.say("and replayed the conversation's log: %d entries, every signature and the hash chain checked,", len(recs))
+	out.say("into a review file of its own. Some of its records:")
+	var messages []archive.Record
+	for _, r := range recs {
+		if r.Kind == archive.KindMessage {
+			messages = append(messages, r)
+		}
+	}
+	// The first two and the last, enough to see who said what.
+	shown := messages
+	if len(messages) > 3 {
+		shown = append(slices.Clip(messages[:2]), messages[len(messages)-1])
+	}
+	for _, r := range shown {
+		out.say("  entry %-3d %-6s %s  » %s", r.Seq, r.Sender.User, r.Status, r.Text)
+	}
+	out.say("Then it logged the completed opening. What each member's device shows ('candor audit'), Carol's too:")
+	for _, d := range members {
+		entries, err := d.c.Audit(ctx)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(entries, func(e client.AuditEntry) bool { return e.Case == q.Case && e.Completed() })
+		if i < 0 {
+			return fmt.Errorf("%s's audit does not list the opening", d.label)
+		}
+		e := entries[i]
+		var names []string
+		for _, a := range e.Approvals {
+			names = append(names, a.Name)
+		}
+		out.say("  %-13s %s by %s: %q, approved by %s; opened %s, %d records read.", d.label, e.Case, e.Requester, e.Reason,
+			strings.Join(names, " and "), e.Openings[0].Completed.Format("15:04:05 UTC"), e.Openings[0].Groups[0].Records)
+	}
+	return nil
 }
 
 // syncAll has every device catch up with the server.
