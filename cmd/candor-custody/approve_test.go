@@ -159,7 +159,7 @@ func TestApprove(t *testing.T) {
 		want      string
 	}{
 		{"record changed", writeBundle("record.bundle", index, func(b []byte) { b[len("cabn")+1+16+3+10] ^= 1 }), accessPub, nil, "the inclusion proof does not check"},
-		{"checkpoint changed", writeBundle("cp.bundle", index, func(b []byte) { b[len(b)-1-bytes.IndexByte(reverse(b), '\n')-2] ^= 1 }), accessPub, nil, "the checkpoint does not check"},
+		{"checkpoint changed", writeBundle("cp.bundle", index, func(b []byte) { b[len(b)-1-bytes.IndexByte(reverse(b), '\n')-20] ^= 1 }), accessPub, nil, "the checkpoint does not check"},
 		{"another log's key", good, otherKey, nil, "the checkpoint does not check"},
 		{"not a request", writeBundle("approval.bundle", index+1, nil), accessPub, nil, "not a request"},
 		{"not a bundle", stmt, accessPub, nil, "not an access log bundle"},
