@@ -276,3 +276,26 @@ type AccessRecord struct {
 	Record []byte `json:"record"`
 	Proof  []byte `json:"proof"`
 }
+
+// The journal-heads log's endpoints (docs/protocol.md, "Journal heads").
+// The key and the checkpoint have the access log's bodies: AccessKey and
+// AccessCheckpoint.
+const (
+	PathJournalKey        = Version + "/journal/key"        // GET   → AccessKey
+	PathJournalCheckpoint = Version + "/journal/checkpoint" // GET   ?since=N → AccessCheckpoint
+	PathJournalHeads      = Version + "/journal/heads"      // GET   ?group=HEX[&since=N] → JournalHead
+)
+
+// JournalHead is the latest head of a group in the journal-heads log: the
+// record (package internal/journal's Head encoding) at Index, the proof
+// (translog's text form) that it is included in the tree the signed
+// Checkpoint, a C2SP signed note, commits to, and the proof that this
+// checkpoint extends the tree of the size the device asked about (since),
+// so that a device updates its trusted checkpoint with it first.
+type JournalHead struct {
+	Index       int64  `json:"index"`
+	Record      []byte `json:"record"`
+	Proof       []byte `json:"proof"`
+	Checkpoint  []byte `json:"checkpoint"`
+	Consistency []byte `json:"consistency"`
+}

@@ -2,15 +2,9 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/mod/sumdb/note"
@@ -52,87 +46,16 @@ type AccessLog struct {
 	appendMu sync.Mutex
 }
 
-// createAccessKey writes a new signing key for the access log, named after
-// host, and its verifier key, unless dir holds a signing key already.
-// It reports whether it wrote one.
-func createAccessKey(dir, host string) (bool, error) {
-	path := filepath.Join(dir, FileAccessKey)
-	if _, err := os.Lstat(path); err == nil {
-		return false, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("server: %w", err)
-	}
-	skey, vkey, err := note.GenerateKey(rand.Reader, host+accessOriginSuffix)
-	if err != nil {
-		return false, fmt.Errorf("server: making the access log's key: %w", err)
-	}
-	if err := writeNewFile(path, []byte(skey+"\n"), 0o600); err != nil {
-		return false, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, FileAccessPub), []byte(vkey+"\n"), 0o644); err != nil {
-		return false, errors.Join(fmt.Errorf("server: %w", err), os.Remove(path))
-	}
-	return true, nil
-}
-
-// writeNewFile writes a file that must not exist yet, synced.
-func writeNewFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("server: %w", err)
-	}
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if err := errors.Join(werr, f.Close()); err != nil {
-		return errors.Join(fmt.Errorf("server: writing %s: %w", path, err), os.Remove(path))
-	}
-	return nil
-}
-
 // OpenAccessLog opens the access log of the data folder dir, creating its
 // database if need be. Its signing key must exist (Init makes it, and Open
 // makes it for folders made before the access log existed) and be
 // readable by its owner only.
 func OpenAccessLog(ctx context.Context, dir string) (*AccessLog, error) {
-	path := filepath.Join(dir, FileAccessKey)
-	fi, err := os.Stat(path)
+	sl, err := openSignedLog(ctx, dir, accessLogFiles)
 	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("server: %s is readable by others than its owner (mode %v); chmod 600 it: %w", path, fi.Mode().Perm(), candor.ErrPermission)
-	}
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	signer, err := note.NewSigner(strings.TrimSpace(string(raw)))
-	if err != nil {
-		return nil, fmt.Errorf("server: %s is not a signing key: %w", path, candor.ErrInvalid)
-	}
-	pub, err := os.ReadFile(filepath.Join(dir, FileAccessPub))
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
-	vkey := strings.TrimSpace(string(pub))
-	if v, err := note.NewVerifier(vkey); err != nil || v.Name() != signer.Name() || v.KeyHash() != signer.KeyHash() {
-		return nil, fmt.Errorf("server: %s does not match %s: %w", FileAccessPub, FileAccessKey, candor.ErrInvalid)
-	}
-	db, err := sqllog.Open(ctx, filepath.Join(dir, FileAccessDB))
-	if err != nil {
-		return nil, fmt.Errorf("server: the access log: %w", err)
-	}
-	st, err := db.Storage(ctx, signer.Name())
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("server: the access log: %w", err), db.Close())
-	}
-	l, err := translog.New(ctx, translog.Config{Origin: signer.Name(), Signer: signer, Storage: st})
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("server: the access log: %w", err), db.Close())
-	}
-	return &AccessLog{db: db, log: l, verifier: vkey}, nil
+	return &AccessLog{db: sl.db, log: sl.log, verifier: sl.verifier}, nil
 }
 
 // Close closes the log's database.

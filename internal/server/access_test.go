@@ -297,7 +297,7 @@ func BenchmarkAccessLogAppend(b *testing.B) {
 	if err := Init(ctx, dir, InitOptions{Org: "Example Bank", OpenStore: openSQL}); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := createAccessKey(dir, "localhost"); err != nil {
+	if _, err := createLogKey(dir, "localhost", accessLogFiles); err != nil {
 		b.Fatal(err)
 	}
 	l, err := OpenAccessLog(ctx, dir)

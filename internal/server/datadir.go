@@ -83,7 +83,7 @@ func Init(ctx context.Context, dir string, opts InitOptions) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	for _, f := range []string{FileCACert, FileCAKey, FileServerCert, FileServerKey, FileSenderCert, FileSenderKey, FileDB, FileAccessKey, FileAccessPub, FileAccessDB} {
+	for _, f := range []string{FileCACert, FileCAKey, FileServerCert, FileServerKey, FileSenderCert, FileSenderKey, FileDB, FileAccessKey, FileAccessPub, FileAccessDB, FileJournalKey, FileJournalPub, FileJournalDB} {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return fmt.Errorf("server: %s already holds an organisation (%s exists): %w", dir, f, candor.ErrConflict)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -153,7 +153,12 @@ func Init(ctx context.Context, dir string, opts InitOptions) (err error) {
 		func() error { return write(FileSenderCert, "CERTIFICATE", senderCert, 0o644) },
 		func() error {
 			written = append(written, filepath.Join(dir, FileAccessKey), filepath.Join(dir, FileAccessPub))
-			_, err := createAccessKey(dir, hosts[0])
+			_, err := createLogKey(dir, hosts[0], accessLogFiles)
+			return err
+		},
+		func() error {
+			written = append(written, filepath.Join(dir, FileJournalKey), filepath.Join(dir, FileJournalPub))
+			_, err := createLogKey(dir, hosts[0], journalLogFiles)
 			return err
 		},
 	} {
@@ -181,6 +186,9 @@ type DataDir struct {
 	Hosts  []string
 	Store  store.Store
 	Access *AccessLog
+	// Journal is the journal-heads log, whose checkpoints the server
+	// signs over every group's chain head.
+	Journal *JournalLog
 	// Archive is the organisation's archive, nil until the custody
 	// ceremony has been held (LoadArchive).
 	Archive *Archive
@@ -236,20 +244,27 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 	if err != nil && !errors.Is(err, ErrNoArchive) {
 		return nil, err
 	}
-	// Folders made before the access log existed get its key now.
+	// Folders made before the access log or the journal-heads log
+	// existed get their keys now.
 	if len(hosts) == 0 {
 		return nil, fmt.Errorf("server: %s names no host: %w", FileServerCert, candor.ErrInvalid)
 	}
-	if _, err := createAccessKey(dir, hosts[0]); err != nil {
-		return nil, err
+	for _, f := range []logFiles{accessLogFiles, journalLogFiles} {
+		if _, err := createLogKey(dir, hosts[0], f); err != nil {
+			return nil, err
+		}
 	}
 	accessLog, err := OpenAccessLog(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
+	journalLog, err := OpenJournalLog(ctx, dir)
+	if err != nil {
+		return nil, errors.Join(err, accessLog.Close())
+	}
 	st, err := openStore(ctx, filepath.Join(dir, FileDB))
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("server: opening the database: %w", err), accessLog.Close())
+		return nil, errors.Join(fmt.Errorf("server: opening the database: %w", err), accessLog.Close(), journalLog.Close())
 	}
 	return &DataDir{
 		Dir:        dir,
@@ -260,6 +275,7 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 		Hosts:      hosts,
 		Store:      st,
 		Access:     accessLog,
+		Journal:    journalLog,
 		Archive:    archive,
 	}, nil
 }
@@ -267,11 +283,15 @@ func Open(ctx context.Context, dir string, openStore StoreOpener) (*DataDir, err
 // Config returns a server configuration with the folder's store, CA and
 // external sender filled in.
 func (d *DataDir) Config() Config {
-	return Config{Store: d.Store, CA: d.CA, Sender: d.Sender, SenderCert: d.SenderCert, Access: d.Access, Archive: d.Archive}
+	return Config{Store: d.Store, CA: d.CA, Sender: d.Sender, SenderCert: d.SenderCert, Access: d.Access, Journal: d.Journal, Archive: d.Archive}
 }
 
-// Close closes the databases.
-func (d *DataDir) Close() error { return errors.Join(d.Store.Close(), d.Access.Close()) }
+// Close closes the databases. The journal-heads log is closed first: its
+// last batch of heads is read from the store.
+func (d *DataDir) Close() error {
+	jerr := d.Journal.Close()
+	return errors.Join(jerr, d.Store.Close(), d.Access.Close())
+}
 
 func readPEM(dir, name, blockType string) ([]byte, os.FileInfo, error) {
 	path := filepath.Join(dir, name)

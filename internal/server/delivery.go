@@ -246,6 +246,7 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 	case err != nil:
 		return api.SendResponse{}, internal(fmt.Errorf("appending to %s: %w", id, err))
 	}
+	s.journal.mark(id)
 	// The entry as the store now holds it, encoded once for every stream.
 	frame := entryFrame(id, api.Entry{Seq: seq, Epoch: uint64(info.Epoch), Sender: string(dev.ID), Time: now.UTC(), Message: req.Message})
 	for _, d := range members {

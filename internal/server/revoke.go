@@ -159,6 +159,7 @@ func (s *Server) appendRemovals(ctx context.Context, id candor.GroupID, d store.
 		if err != nil {
 			return err
 		}
+		s.journal.mark(id)
 		s.log.LogAttrs(ctx, slog.LevelInfo, "removal proposed", slog.String(keyGroup, id.String()),
 			slog.String(keyDevice, string(d.ID)), slog.Uint64(keyLeaf, uint64(leaf)), slog.Uint64(keySeq, seq))
 		frame := entryFrame(id, api.Entry{Seq: seq, Epoch: uint64(roster.Epoch), Time: now.UTC(), Message: msg})

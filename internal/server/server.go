@@ -86,6 +86,16 @@ type Config struct {
 	// Access is the access transparency log the server publishes (GET
 	// /v1/access/...). Nil means none: those endpoints answer not_found.
 	Access *AccessLog
+	// Journal is the journal-heads log the server appends every group's
+	// head to and publishes (GET /v1/journal/...). Nil means none: those
+	// endpoints answer not_found. A log serves one server, which appends
+	// until its context is done or the log is closed.
+	Journal *JournalLog
+	// JournalInterval is how often the heads of the groups whose head
+	// moved are appended to Journal, in one batch: an entry is covered by
+	// a signed checkpoint within this long of its append. Zero means
+	// DefaultJournalInterval.
+	JournalInterval time.Duration
 }
 
 // Server is candor's delivery server. It is safe for concurrent use.
@@ -106,6 +116,7 @@ type Server struct {
 	archive    *archiveState // nil: none installed
 	mux        *http.ServeMux
 	access     *AccessLog
+	journal    *JournalLog
 }
 
 // New checks cfg and returns a server. ctx bounds the server's life: when
@@ -140,6 +151,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		rand:       cfg.Rand,
 		policy:     cfg.Policy,
 		access:     cfg.Access,
+		journal:    cfg.Journal,
 	}
 	s.caPool.AddCert(cfg.CA.Certificate())
 	if s.log == nil {
@@ -162,6 +174,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	s.routes()
+	if s.journal != nil {
+		interval := cfg.JournalInterval
+		if interval <= 0 {
+			interval = DefaultJournalInterval
+		}
+		if err := s.journal.start(ctx, s.store, interval, s.log); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -248,6 +269,9 @@ func (s *Server) routes() {
 	route("GET", api.PathAccessKey, s.device(s.handleAccessKey))
 	route("GET", api.PathAccessCheckpoint, s.device(s.handleAccessCheckpoint))
 	route("GET", api.PathAccessRecords, s.device(s.handleAccessRecords))
+	route("GET", api.PathJournalKey, s.device(s.handleJournalKey))
+	route("GET", api.PathJournalCheckpoint, s.device(s.handleJournalCheckpoint))
+	route("GET", api.PathJournalHeads, s.device(s.handleJournalHead))
 
 	// Every known path with another method, and every unknown path, gets
 	// an error body from the catalogue rather than the mux's plain text.
@@ -259,6 +283,7 @@ func (s *Server) routes() {
 		{"POST", api.PathMessages}, {"GET", api.PathMessages}, {"PUT", api.PathCursor}, {"POST", api.PathLeave},
 		{"GET", api.PathWelcomes}, {"DELETE", api.PathWelcome}, {"GET", api.PathStream}, {"GET", api.PathArchive},
 		{"GET", api.PathAccessKey}, {"GET", api.PathAccessCheckpoint}, {"GET", api.PathAccessRecords},
+		{"GET", api.PathJournalKey}, {"GET", api.PathJournalCheckpoint}, {"GET", api.PathJournalHeads},
 	} {
 		allowed[p.path] = append(allowed[p.path], p.method)
 	}
