@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"candor/internal/access"
 	"candor/internal/archive"
 	"candor/internal/ceremony"
@@ -147,6 +149,9 @@ func openCase(ctx context.Context, cfg openConfig, progress io.Writer) (*opened,
 	if err != nil {
 		return nil, fmt.Errorf("replay stopped (run again with the same -out to resume): %w", err)
 	}
+	if err := checkHeads(ctx, cfg.Data, d, o, sum); err != nil {
+		return nil, err
+	}
 	if cfg.JSONL != "" {
 		if err := exportJSONL(ctx, review, cfg.JSONL); err != nil {
 			return nil, err
@@ -162,6 +167,23 @@ func openCase(ctx context.Context, cfg openConfig, progress io.Writer) (*opened,
 		fmt.Fprintf(progress, "warning: could not delete the one-time key %s: %v; delete it by hand\n", cfg.OpeningKey, err)
 	}
 	return &opened{ID: id, Case: o.Request().Case, Opening: rec, Index: index, Records: sum.Records, Failed: sum.Failed}, nil
+}
+
+// checkHeads checks the replayed journal against the heads the server
+// signed, with the journal-heads log's key from the data folder.
+func checkHeads(ctx context.Context, dir string, d *server.DataDir, o *opening.Opening, sum archive.Summary) error {
+	pub, err := os.ReadFile(filepath.Join(dir, server.FileJournalPub))
+	if err != nil {
+		return err
+	}
+	key, err := note.NewVerifier(strings.TrimSpace(string(pub)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", server.FileJournalPub, err)
+	}
+	if err := o.CheckHeads(ctx, d.Journal, key, d.Store, sum); err != nil {
+		return fmt.Errorf("THE SERVER'S LOGS DO NOT MATCH ITS SIGNED JOURNAL HEADS; the opening is not logged, and the review store is not evidence:\n%w", err)
+	}
+	return nil
 }
 
 // exportJSONL writes the review's records to a new file, removed again if

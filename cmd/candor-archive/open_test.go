@@ -20,7 +20,9 @@ import (
 	"candor/internal/access"
 	"candor/internal/archive"
 	"candor/internal/custody"
+	"candor/internal/journal"
 	"candor/internal/server"
+	"candor/internal/sqldb"
 	"candor/internal/testenv"
 )
 
@@ -201,6 +203,7 @@ func TestOpenCase(t *testing.T) {
 	}
 	mustSync(t, bob, carol)
 	var want []sent
+	var last uint64
 	for _, m := range []struct {
 		from *client.Client
 		text string
@@ -210,9 +213,11 @@ func TestOpenCase(t *testing.T) {
 		{carol, "Grüße: Zürich signed off, 契約書は明日送ります。"},
 		{alice, "Great, closing on Friday."},
 	} {
-		if _, err := m.from.Send(ctx, g, m.text); err != nil {
+		msg, err := m.from.Send(ctx, g, m.text)
+		if err != nil {
 			t.Fatal(err)
 		}
+		last = msg.Seq
 		want = append(want, sent{m.from.User(), m.text})
 		mustSync(t, alice, bob, carol)
 	}
@@ -267,6 +272,7 @@ func TestOpenCase(t *testing.T) {
 	})
 
 	second := o.approve(index, 1)
+	waitSignedHead(t, env, g, last)
 	o.open(0, keyFile, id, first, second)
 	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the one-time key %s is still there after the opening", keyFile)
@@ -336,6 +342,127 @@ func TestOpenCase(t *testing.T) {
 		if !found {
 			t.Errorf("%s's audit does not list CASE-1: %+v", c.User(), entries)
 		}
+	}
+}
+
+// waitSignedHead waits until the server has signed a head of group at or
+// after entry seq.
+func waitSignedHead(t *testing.T, env *testenv.Env, group candor.GroupID, seq uint64) {
+	t.Helper()
+	j, err := server.OpenJournalLog(t.Context(), env.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		b, err := j.HeadBundle(t.Context(), group, 0)
+		if err == nil {
+			h, err := journal.ParseHead(b.Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Seq >= seq {
+				return
+			}
+		} else if !errors.Is(err, candor.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no signed head of %s at entry %d after 15s", group, seq)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOpenRewrittenChain: an administrator backdates a message in the
+// server's database and recomputes the chain hashes of it and of every
+// later entry, so that the store's chain is consistent again. The replay
+// cannot tell; the head the server signed before the rewrite can, and the
+// opening fails, naming the group, and is not logged.
+func TestOpenRewrittenChain(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	env := testenv.New(t)
+	alice := env.Enrol(t, "alice", "laptop")
+	bob := env.Enrol(t, "bob", "phone")
+	g, err := alice.CreateGroup(ctx, "deals", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, bob)
+	var last uint64
+	for _, text := range []string{"Sell at 102.", "Agreed.", "Done."} {
+		msg, err := alice.Send(ctx, g, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = msg.Seq
+	}
+	mustSync(t, bob)
+	waitSignedHead(t, env, g, last)
+
+	db, err := sqldb.OpenSQLite(ctx, filepath.Join(env.Dir, server.FileDB), sqldb.Full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// The first message is backdated by an hour.
+	if _, err := db.W.ExecContext(ctx, `UPDATE entries SET sent_at = sent_at - ? WHERE group_id = ? AND seq = ?`, int64(time.Hour), []byte(g), last-2); err != nil {
+		t.Fatal(err)
+	}
+	rechain(t, db, g)
+
+	o := newOpener(t, env)
+	keyFile, id, index := o.request("CASE-REWRITE", g)
+	_, stderr := o.tool(1, "open", "-data", env.Dir, "-request", id.String(), "-opening-key", keyFile,
+		"-approvals", o.approve(index, 0)+","+o.approve(index, 1), "-statement", o.stmt, "-out", o.path("review.db"))
+	if !strings.Contains(stderr, "DO NOT MATCH ITS SIGNED JOURNAL HEADS") || !strings.Contains(stderr, g.String()) {
+		t.Errorf("error %q does not name the mismatch and the group", stderr)
+	}
+	cases, err := o.log.Cases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		if len(c.Openings) > 0 {
+			t.Errorf("case %s is logged as opened", c.Request.Case)
+		}
+	}
+}
+
+// rechain recomputes the chain hash of every entry of group in the
+// server's database, and the group's head hash, as someone covering a
+// rewrite would.
+func rechain(t *testing.T, db *sqldb.SQLite, group candor.GroupID) {
+	t.Helper()
+	ctx := t.Context()
+	rows, err := db.W.QueryContext(ctx, `SELECT seq, epoch, is_commit, sender, sent_at, message FROM entries WHERE group_id = ? ORDER BY seq`, []byte(group))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []journal.Entry
+	for rows.Next() {
+		var e journal.Entry
+		var sentAt int64
+		if err := rows.Scan(&e.Seq, &e.Epoch, &e.Commit, &e.Sender, &sentAt, &e.Message); err != nil {
+			t.Fatal(err)
+		}
+		e.Time = time.Unix(0, sentAt)
+		entries = append(entries, e)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		t.Fatal(err)
+	}
+	prev := journal.Genesis
+	for _, e := range entries {
+		prev = journal.EntryHash(group, e, prev)
+		if _, err := db.W.ExecContext(ctx, `UPDATE entries SET hash = ? WHERE group_id = ? AND seq = ?`, prev[:], []byte(group), e.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.W.ExecContext(ctx, `UPDATE groups SET head_hash = ? WHERE id = ?`, prev[:], []byte(group)); err != nil {
+		t.Fatal(err)
 	}
 }
 
