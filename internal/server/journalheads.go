@@ -146,6 +146,11 @@ func (j *JournalLog) start(ctx context.Context, st store.Store, interval time.Du
 	}
 	go func() {
 		defer close(j.done)
+		if err := j.markAll(ctx, st); err != nil {
+			log.Error("journal heads: listing groups", "err", err)
+		} else if err := j.flush(ctx, st); err != nil {
+			log.Error("journal heads", "err", err)
+		}
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
@@ -163,6 +168,20 @@ func (j *JournalLog) start(ctx context.Context, st store.Store, interval time.Du
 			}
 		}
 	}()
+	return nil
+}
+
+// markAll marks every group, so that the next batch logs the heads that
+// were marked but not logged when the server last stopped (a crash); flush
+// skips the heads already logged.
+func (j *JournalLog) markAll(ctx context.Context, st store.Store) error {
+	ids, err := st.GroupIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range ids {
+		j.mark(g)
+	}
 	return nil
 }
 

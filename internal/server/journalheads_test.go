@@ -364,3 +364,35 @@ func journalHeadsBench(b *testing.B, interval time.Duration) {
 		}
 	}
 }
+
+// Heads marked but not logged when the server stopped (a crash) are logged
+// by the next server's first batch, which looks at every group.
+func TestJournalHeadsAfterCrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.JournalInterval = time.Hour })
+	alice := e.enrol("alice", "laptop")
+	bob := e.enrol("bob", "phone")
+	const g = candor.GroupID("crash")
+	pair(t, alice, bob, g)
+	_, resp := alice.send(g, "one")
+	j := e.data.Journal
+	j.mu.Lock()
+	clear(j.dirty) // the marks a crash loses
+	j.mu.Unlock()
+	if err := j.flush(e.ctx, e.data.Store); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := j.latest(e.ctx, g); !errors.Is(err, candor.ErrNotFound) {
+		t.Fatalf("a head was logged without a mark: %v", err)
+	}
+	if err := j.markAll(e.ctx, e.data.Store); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.flush(e.ctx, e.data.Store); err != nil {
+		t.Fatal(err)
+	}
+	want := storeHash(t, e, g, resp.Seq)
+	if h, _, err := j.latest(e.ctx, g); err != nil || h.Seq != resp.Seq || !h.Hash.Equal(want) {
+		t.Fatalf("head after the first batch: %+v, %v; want %d %v", h, err, resp.Seq, want)
+	}
+}

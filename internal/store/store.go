@@ -72,6 +72,8 @@ type Store interface {
 	CreateGroup(ctx context.Context, g Group, creator candor.DeviceID) error
 	// Group returns a group's current state.
 	Group(ctx context.Context, id candor.GroupID) (Group, error)
+	// GroupIDs returns the id of every group, in byte order.
+	GroupIDs(ctx context.Context) ([]candor.GroupID, error)
 	// GroupsOf returns the groups a device is a member of, with its cursor.
 	GroupsOf(ctx context.Context, device candor.DeviceID) ([]Membership, error)
 	// Members returns the devices that are members of a group.

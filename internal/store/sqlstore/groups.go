@@ -72,6 +72,23 @@ func scanGroup(row scanner, more ...any) (store.Group, error) {
 }
 
 // Group returns a group's current state.
+func (s *Store) GroupIDs(ctx context.Context) ([]candor.GroupID, error) {
+	var out []candor.GroupID
+	err := s.read(ctx, func(c conn) error {
+		var err error
+		out, err = scanList(ctx, c, func(r *sql.Rows) (candor.GroupID, error) {
+			var id []byte
+			err := r.Scan(&id)
+			return candor.GroupID(id), err
+		}, `SELECT id FROM groups ORDER BY id`)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: listing groups: %w", err)
+	}
+	return out, nil
+}
+
 func (s *Store) Group(ctx context.Context, id candor.GroupID) (store.Group, error) {
 	g, err := scanGroup(s.db(s.rs).queryRow(ctx, `
 		SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, []byte(id)))

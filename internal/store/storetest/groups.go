@@ -53,6 +53,12 @@ func testCreateGroup(t *testing.T, s store.Store) {
 		s.CreateGroup(ctx, store.Group{ID: groupB, Created: t0}, e.ID), candor.ErrPermission)
 	_, err = s.Group(ctx, groupB)
 	wantErr(t, "Group after refused CreateGroups", err, candor.ErrNotFound)
+
+	// Every group is listed, in byte order.
+	must(t, s.CreateGroup(ctx, store.Group{ID: "\x00first", Created: t0}, d.ID))
+	ids, err := s.GroupIDs(ctx)
+	must(t, err)
+	diff(t, "GroupIDs", []candor.GroupID{"\x00first", groupA}, ids)
 }
 
 func testGroupNotFound(t *testing.T, s store.Store) {
