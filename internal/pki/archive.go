@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -68,14 +67,9 @@ func (ca *CA) IssueArchive(key string, pub *ecdsa.PublicKey, now, notAfter time.
 // VerifyArchive checks that der is an archive certificate issued by this
 // CA and valid at now.
 func (ca *CA) VerifyArchive(der []byte, now time.Time) (Archive, error) {
-	cert, err := x509.ParseCertificate(der)
+	cert, err := ca.verify(der, now, x509.ExtKeyUsageAny)
 	if err != nil {
-		return Archive{}, fmt.Errorf("pki: certificate: %w", candor.ErrInvalid)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return Archive{}, fmt.Errorf("pki: not this organisation's certificate: %w", errors.Join(candor.ErrPermission, err))
+		return Archive{}, err
 	}
 	return ArchiveOf(cert)
 }

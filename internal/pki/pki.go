@@ -154,16 +154,26 @@ func (d Device) String() string { return string(d.User) + "/" + string(d.Device)
 // Verify checks that der is a device certificate this CA issued, valid at
 // now, and returns whom it names.
 func (ca *CA) Verify(der []byte, now time.Time) (Device, error) {
+	cert, err := ca.verify(der, now, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return Device{}, err
+	}
+	return DeviceOf(cert)
+}
+
+// verify parses der and checks that this CA issued it, that it is valid
+// at now and that it allows usage.
+func (ca *CA) verify(der []byte, now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return Device{}, fmt.Errorf("pki: certificate: %w", candor.ErrInvalid)
+		return nil, fmt.Errorf("pki: certificate: %w", candor.ErrInvalid)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return Device{}, fmt.Errorf("pki: not a device of this organisation: %w", errors.Join(candor.ErrPermission, err))
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		return nil, fmt.Errorf("pki: not this organisation's certificate: %w", errors.Join(candor.ErrPermission, err))
 	}
-	return DeviceOf(cert)
+	return cert, nil
 }
 
 // DeviceOf reads whom a device certificate names, without verifying it.
