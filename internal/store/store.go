@@ -86,13 +86,17 @@ type Store interface {
 	// (PrevHead+1).
 	Append(ctx context.Context, req AppendRequest) (uint64, error)
 	// EntryOf returns the sequence number of the entry of a group's log
-	// whose message is byte for byte msg; ErrNotFound if there is none.
+	// whose message is byte for byte msg; ErrNotFound if there is none (a
+	// deleted entry is none).
 	EntryOf(ctx context.Context, id candor.GroupID, msg []byte) (uint64, error)
 	// Log returns up to limit entries of a group's log with Seq > after, in
-	// order.
+	// order. On a log whose prefix was deleted (see DeleteBefore), an after
+	// below LogStart's Seq-1 gets the entries from the start: the first
+	// entry's Seq then jumps past after+1, and the caller asks LogStart
+	// where, and on what hash, the log now begins.
 	Log(ctx context.Context, id candor.GroupID, after uint64, limit int) ([]Entry, error)
 	// CommitSeq returns the sequence number of the commit that ended epoch
-	// in a group's log.
+	// in a group's log; ErrNotFound if there is none, or it was deleted.
 	CommitSeq(ctx context.Context, id candor.GroupID, epoch candor.Epoch) (uint64, error)
 	// SetCursor records that device has processed a group's log up to seq.
 	// A cursor never moves back: a lower seq is ignored. A seq past the
@@ -104,6 +108,41 @@ type Store interface {
 	// DeleteWelcome acknowledges a Welcome. ErrNotFound if it is not the
 	// device's.
 	DeleteWelcome(ctx context.Context, device candor.DeviceID, id string) error
+
+	// DeleteBefore deletes the entries of group id's log with Seq < seq (a
+	// whole prefix: the entry at seq is kept) and the Welcomes queued with
+	// them, and remembers the chain hash of entry seq-1 as the log's start
+	// (LogStart). seq must be 1..Head (ErrInvalid otherwise; ErrNotFound
+	// for an unknown group). Cutting at or before the current start deletes
+	// nothing and is no error, so DeleteBefore is idempotent, and of
+	// concurrent calls on one group each deletes what the others have not;
+	// appends, to the group or others, go on meanwhile and are never
+	// refused because of it. The head, its hash and the chain of what is
+	// kept do not change.
+	//
+	// A large prefix may be deleted in several transactions, oldest entries
+	// first, each moving the start: at any moment, and after a failure (a
+	// cancelled ctx, say), the log is a whole log cut at its start, never
+	// one with a hole; calling again finishes the cut. It returns how many
+	// entries it deleted, a failed call's included.
+	//
+	// The replay check of Append then covers only the entries kept:
+	// refusing messages of epochs long past is the caller's job.
+	DeleteBefore(ctx context.Context, id candor.GroupID, seq uint64) (uint64, error)
+	// LogStart says where group id's log now begins. ErrNotFound for an
+	// unknown group.
+	LogStart(ctx context.Context, id candor.GroupID) (LogStart, error)
+	// WelcomeSeqs returns the seq and time of every Welcome queued for
+	// device in group id and not yet acknowledged or deleted with its
+	// entry, oldest (lowest Seq) first: for the archive's device, which
+	// never acknowledges, its anchors. None is an empty list.
+	WelcomeSeqs(ctx context.Context, device candor.DeviceID, id candor.GroupID) ([]WelcomeRef, error)
+	// Spans returns every membership of device, past and present, in group
+	// then Joined order: from the entry whose commit added it (0: it created
+	// the group, or was a member before the store kept spans) to the entry
+	// whose commit removed it (0: still a member). Spans outlive the
+	// entries they name: DeleteBefore keeps them. None is an empty list.
+	Spans(ctx context.Context, device candor.DeviceID) ([]Span, error)
 
 	// Close releases the store.
 	Close() error
@@ -175,7 +214,8 @@ type Entry struct {
 //   - Roster, when non-nil, replaces the group's roster and Epoch its epoch
 //     (commits, and proposals, which the roster remembers);
 //   - Members, when non-nil, replaces the set of the group's member devices;
-//     devices that join get a cursor at the new entry's predecessor;
+//     devices that join get a cursor at the new entry's predecessor and a
+//     Span from the new entry; devices that leave end theirs at it;
 //   - Welcomes are queued for their devices, with the new entry's Seq.
 type AppendRequest struct {
 	Group    candor.GroupID
@@ -195,6 +235,31 @@ type Welcome struct {
 	Seq    uint64
 	Time   time.Time
 	Data   []byte
+}
+
+// LogStart is where a group's log begins: its first entry kept, and the
+// chain hash that entry is chained to.
+type LogStart struct {
+	Seq uint64 // the first entry kept: 1 for a log never cut
+	// Prev is the chain hash of entry Seq-1, which DeleteBefore deleted;
+	// zero for a log never cut, whose entry 1 is chained to
+	// journal.Genesis.
+	Prev journal.Hash
+}
+
+// WelcomeRef is where a Welcome was queued: with the entry at Seq, at Time.
+type WelcomeRef struct {
+	Seq  uint64
+	Time time.Time
+}
+
+// Span is one membership of a device in a group: from the commit at
+// Joined (0: from the group's creation) to the commit at Left (0: still a
+// member), both sequence numbers of the group's log.
+type Span struct {
+	Group        candor.GroupID
+	Device       candor.DeviceID
+	Joined, Left uint64
 }
 
 // ReplayError reports that a message is already in the log, at Seq.

@@ -14,9 +14,9 @@ import (
 )
 
 // CreateGroup registers a group at epoch 0, with an empty log, whose one
-// member is creator (its cursor at 0). g.Epoch and g.Head are ignored. An
-// unknown creator is ErrNotFound, a revoked one ErrPermission; an existing
-// id is ErrConflict.
+// member is creator (its cursor at 0, its span from 0). g.Epoch and g.Head
+// are ignored. An unknown creator is ErrNotFound, a revoked one
+// ErrPermission; an existing id is ErrConflict.
 func (s *Store) CreateGroup(ctx context.Context, g store.Group, creator candor.DeviceID) error {
 	err := func() error {
 		if g.ID == "" {
@@ -41,8 +41,13 @@ func (s *Store) CreateGroup(ctx context.Context, g store.Group, creator candor.D
 			if n == 0 {
 				return fmt.Errorf("id taken: %w", candor.ErrConflict)
 			}
-			_, err = c.exec(ctx, `
+			if _, err := c.exec(ctx, `
 				INSERT INTO members (group_id, device_id, cursor) VALUES (?, ?, 0)`,
+				[]byte(g.ID), string(creator)); err != nil {
+				return err
+			}
+			_, err = c.exec(ctx, `
+				INSERT INTO spans (group_id, device_id, joined_seq) VALUES (?, ?, 0)`,
 				[]byte(g.ID), string(creator))
 			return err
 		})
@@ -281,7 +286,7 @@ func appendTx(req store.AppendRequest) (uint64, func(ctx context.Context, c conn
 		}
 
 		if req.Members != nil {
-			if err := replaceMembers(ctx, c, req.Group, req.Members, req.PrevHead); err != nil {
+			if err := replaceMembers(ctx, c, req.Group, req.Members, seq); err != nil {
 				return err
 			}
 		}
@@ -337,9 +342,12 @@ func replayed(ctx context.Context, c conn, group, hash []byte) error {
 	return &store.ReplayError{Seq: uint64(prior)}
 }
 
-// replaceMembers makes want the group's member devices. Devices that stay
-// keep their cursors; devices that join get cursor.
-func replaceMembers(ctx context.Context, c conn, id candor.GroupID, want []candor.DeviceID, cursor uint64) error {
+// replaceMembers makes want the group's member devices, as of the entry at
+// seq. Devices that stay keep their cursors; devices that join get a cursor
+// at seq's predecessor and a span from seq; devices that leave end theirs
+// at seq. It runs inside the append's write, so that the history in spans
+// and the entry that made it are one change.
+func replaceMembers(ctx context.Context, c conn, id candor.GroupID, want []candor.DeviceID, seq uint64) error {
 	have, err := members(ctx, c, id)
 	if err != nil {
 		return err
@@ -355,6 +363,12 @@ func replaceMembers(ctx context.Context, c conn, id candor.GroupID, want []cando
 			[]byte(id), string(d)); err != nil {
 			return err
 		}
+		if _, err := c.exec(ctx, `
+			UPDATE spans SET left_seq = ?
+			WHERE group_id = ? AND device_id = ? AND left_seq IS NULL`,
+			u64(seq), []byte(id), string(d)); err != nil {
+			return err
+		}
 	}
 	for _, d := range want {
 		if _, stays := slices.BinarySearch(have, d); stays {
@@ -364,7 +378,12 @@ func replaceMembers(ctx context.Context, c conn, id candor.GroupID, want []cando
 			return fmt.Errorf("new member: %w", err)
 		}
 		if _, err := c.exec(ctx, `INSERT INTO members (group_id, device_id, cursor) VALUES (?, ?, ?)`,
-			[]byte(id), string(d), u64(cursor)); err != nil {
+			[]byte(id), string(d), u64(seq-1)); err != nil {
+			return err
+		}
+		if _, err := c.exec(ctx, `
+			INSERT INTO spans (group_id, device_id, joined_seq) VALUES (?, ?, ?)`,
+			[]byte(id), string(d), u64(seq)); err != nil {
 			return err
 		}
 	}
@@ -373,7 +392,9 @@ func replaceMembers(ctx context.Context, c conn, id candor.GroupID, want []cando
 
 // Log returns up to limit entries of a group's log with Seq > after, in
 // order. limit must be positive (else ErrInvalid); an unknown group is
-// ErrNotFound.
+// ErrNotFound. On a cut log an after before the start reads from the
+// start: the query asks for seq > after, and the entries below the start
+// are gone.
 func (s *Store) Log(ctx context.Context, id candor.GroupID, after uint64, limit int) ([]store.Entry, error) {
 	var out []store.Entry
 	err := s.read(ctx, func(c conn) error {

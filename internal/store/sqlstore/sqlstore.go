@@ -26,6 +26,14 @@
 // read lock, and either waits up to sqldb.BusyTimeout for the other. Reads use a
 // small pool of read-only connections and see the last committed state.
 //
+// # Retention
+//
+// DeleteBefore deletes a log's prefix through the same writer, a few
+// hundred entries per transaction (see defaultDeleteChunk), so that the
+// appends of other groups wait for one chunk rather than for the whole
+// prefix; each chunk moves the log's start (groups.start_seq, start_prev),
+// so no reader or crash ever sees a log with a hole.
+//
 // # Prepared statements
 //
 // Each query is prepared once per connection and kept (see stmtCache)
@@ -67,6 +75,11 @@ type Store struct {
 	stopped chan struct{}
 	stats   batchStats
 
+	// deleteChunk bounds the entries one transaction of DeleteBefore
+	// deletes: defaultDeleteChunk, or what a test or benchmark compares
+	// it with.
+	deleteChunk uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -99,6 +112,7 @@ func openSQLite(ctx context.Context, path string, sync sqldb.Sync) (*Store, erro
 	s := &Store{
 		d: d, w: db.W, r: db.R, ws: newStmtCache(db.W), rs: newStmtCache(db.R),
 		jobs: make(chan *job), quit: make(chan struct{}), stopped: make(chan struct{}),
+		deleteChunk: defaultDeleteChunk,
 	}
 	// The writer outlives Open's ctx: Close stops it.
 	go s.writeLoop(context.WithoutCancel(ctx))

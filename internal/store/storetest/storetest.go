@@ -6,7 +6,9 @@
 // does, and says so in the test: an unknown device is ErrNotFound for the
 // methods that take one; a zero time is ErrInvalid; a cursor cannot move
 // past the log's head; a Welcome only goes to a member; a device must be
-// enrolled and unrevoked to join a group or add KeyPackages.
+// enrolled and unrevoked to join a group or add KeyPackages; WelcomeSeqs
+// and Spans of an unknown device, and WelcomeSeqs in an unknown group, are
+// ErrNotFound.
 package storetest
 
 import (
@@ -80,6 +82,12 @@ var tests = []struct {
 	{"NotAliased/Inputs", testInputsNotAliased},
 	{"NotAliased/Outputs", testOutputsNotAliased},
 	{"LargeValues", testLargeValues},
+	{"Retention/Cut", testDeleteBeforeCut},
+	{"Retention/CutAgain", testDeleteBeforeAgain},
+	{"Retention/Refused", testDeleteBeforeRefused},
+	{"Retention/Concurrent", testDeleteBeforeConcurrent},
+	{"Retention/WelcomeSeqs", testWelcomeSeqs},
+	{"Retention/Spans", testSpans},
 }
 
 // t0 is when the tests happen; the nanoseconds check the stores keep them.
