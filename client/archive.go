@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"candor"
 	"candor/api"
 	"candor/internal/ceremony"
 	"candor/internal/mlsx"
@@ -109,15 +111,28 @@ func (p *pinnedArchive) hasArchive(g *mlsx.Group) bool {
 	return false
 }
 
-// checkArchived refuses a group without the pinned archive: candor sends
-// nothing the record does not see.
-func (c *Client) checkArchived(ctx context.Context, g *mlsx.Group) error {
+// archivedGroup returns a group that holds the pinned archive: candor
+// sends nothing the record does not see. A group left without it by the
+// first half of a replay anchor (its committer stopped before the second)
+// gets it back in a commit of this device first; the caller holds the
+// group's lock.
+func (c *Client) archivedGroup(ctx context.Context, gid candor.GroupID) (*mlsx.Group, error) {
 	p, err := c.archive(ctx)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	g, err := c.group(ctx, gid)
+	if err != nil || p.hasArchive(g) {
+		return g, err
+	}
+	if err := c.commitLocked(ctx, gid, nothingElse); err != nil {
+		return nil, fmt.Errorf("conversation %s: adding the archive back: %w", gid, errors.Join(ErrNotArchived, err))
+	}
+	if g, err = c.group(ctx, gid); err != nil {
+		return nil, err
 	}
 	if !p.hasArchive(g) {
-		return fmt.Errorf("conversation %s: %w", g.ID(), ErrNotArchived)
+		return nil, fmt.Errorf("conversation %s: %w", gid, ErrNotArchived)
 	}
-	return nil
+	return g, nil
 }

@@ -131,11 +131,8 @@ func (c *Client) AddUsers(ctx context.Context, gid candor.GroupID, users ...cand
 				opts.Add = append(opts.Add, cd.keyPackage)
 			}
 		}
-		// A new group's first commit adds the archive, the KeyPackage
-		// this device pinned rather than one the server hands out.
-		if !arch.hasArchive(g) {
-			opts.Add = append(opts.Add, arch.keyPackage)
-		}
+		// A new group's first commit adds the archive: commitLocked
+		// does, for every commit into a group without it.
 		if len(opts.Add) == 0 {
 			return opts, errNothingToDo
 		}
@@ -182,6 +179,12 @@ func withRevoked(g *mlsx.Group, remove []uint32, revoked map[candor.DeviceID]boo
 
 // errNothingToDo ends a commit loop whose change another member made.
 var errNothingToDo = errors.New("nothing to commit")
+
+// nothingElse is the plan of a commit that only carries what commitLocked
+// adds on its own: pending proposals, and the archive if it is out.
+func nothingElse(*mlsx.Group) (mlsx.CommitOptions, error) {
+	return mlsx.CommitOptions{}, errNothingToDo
+}
 
 func presentDevices(g *mlsx.Group) map[candor.DeviceID]bool {
 	out := map[candor.DeviceID]bool{}
@@ -296,11 +299,23 @@ func (c *Client) RemoveUsers(ctx context.Context, gid candor.GroupID, users ...c
 // lock. When another member's commit wins the epoch it drops its own,
 // catches up and tries again, a few times.
 //
+// Every commit into a group without the archive adds it, with the
+// KeyPackage this device pinned rather than one the server hands out: a
+// new group's first commit, and the second half of a replay anchor. A
+// commit that takes the server's proposal to remove the archive (the
+// first half; the library cannot remove and add one signature key in one
+// commit) is followed at once by one that adds it back, so the group is
+// without it only between the two.
+//
 // When the server refuses the commit by policy because it keeps a revoked
 // device (whose removal the server proposed, in a group whose members
 // cannot read the server's proposals), it looks the members' devices up
 // and tries once more with the revoked ones removed.
 func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func(*mlsx.Group) (mlsx.CommitOptions, error)) error {
+	arch, err := c.archive(ctx)
+	if err != nil {
+		return err
+	}
 	var revoked map[candor.DeviceID]bool
 	for range maxAttempts {
 		g, err := c.group(ctx, gid)
@@ -308,11 +323,15 @@ func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func
 			return err
 		}
 		opts, err := plan(g)
-		if errors.Is(err, errNothingToDo) && revoked == nil {
-			return nil
-		}
 		if err != nil && !errors.Is(err, errNothingToDo) {
 			return err
+		}
+		missing := !arch.hasArchive(g)
+		if missing {
+			opts.Add = append(opts.Add, arch.keyPackage)
+		}
+		if errors.Is(err, errNothingToDo) && !missing && revoked == nil {
+			return nil
 		}
 		if revoked != nil {
 			opts.Remove = withRevoked(g, opts.Remove, revoked)
@@ -323,7 +342,20 @@ func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func
 		}
 		seq, err := c.post(ctx, gid, api.SendRequest{Message: cm.Message, Welcome: cm.Welcome})
 		if err == nil {
-			return c.adoptCommit(ctx, g, gid, seq)
+			if err := c.adoptCommit(ctx, g, gid, seq); err != nil {
+				return err
+			}
+			if g, err = c.group(ctx, gid); err != nil {
+				return err
+			}
+			if arch.hasArchive(g) {
+				return nil
+			}
+			// The commit took the server's proposal to remove the
+			// archive: the next one adds it back.
+			c.log.Debug("adding the archive back for a replay anchor", keyGroup, gid.String())
+			plan, revoked = nothingElse, nil
+			continue
 		}
 		// Refused, or lost: either way the group goes back to its durable
 		// state. A commit that did land is still recognised in the log,

@@ -45,11 +45,8 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	if conv.Removed {
 		return Message{}, ErrRemoved
 	}
-	g, err := c.group(ctx, gid)
+	g, err := c.archivedGroup(ctx, gid)
 	if err != nil {
-		return Message{}, err
-	}
-	if err := c.checkArchived(ctx, g); err != nil {
 		return Message{}, err
 	}
 	msg := Message{Group: gid, User: c.me.User, Device: c.me.Device, Time: c.now(), Text: text, State: Sending}

@@ -129,6 +129,9 @@ type Roster struct {
 type RosterProposal struct {
 	Ref      []byte `json:"ref"`      // its ProposalRef (RFC 9420 §5.2)
 	Proposal []byte `json:"proposal"` // the Proposal, encoded
+	// External marks a proposal from an external sender (§12.1.8): in
+	// candor, the server; otherwise a member sent it.
+	External bool `json:"external,omitempty"`
 }
 
 // NewRoster starts following a group at epoch 0, when it holds only its
@@ -211,6 +214,7 @@ func (r *Roster) Apply(msg []byte) (*Roster, Info, error) {
 		next.Proposals = append(next.Proposals, RosterProposal{
 			Ref:      group.ComputeProposalRef(ac.Marshal(), r.Suite.lib()),
 			Proposal: bytes.Clone(body),
+			External: info.Sender.External,
 		})
 		return next, info, nil
 	case ContentCommit:

@@ -52,10 +52,11 @@ func ArchiveDevice(der []byte) candor.DeviceID {
 
 // archiveState is the installed archive.
 type archiveState struct {
-	published api.Archive
-	hash      [sha256.Size]byte // of the statement
-	device    candor.DeviceID
-	key       string // the archive key's name, from its certificate
+	published   api.Archive
+	hash        [sha256.Size]byte // of the statement
+	device      candor.DeviceID
+	fingerprint []byte // of the archive's certificate, as leaves carry it
+	key         string // the archive key's name, from its certificate
 }
 
 // installArchive checks a and records its device and KeyPackage in the
@@ -79,10 +80,11 @@ func (s *Server) installArchive(ctx context.Context, a *Archive) (*archiveState,
 	}
 	fp := fingerprint(cert.Raw)
 	st := &archiveState{
-		published: api.Archive{Statement: a.Statement, Endorsements: a.Endorsements},
-		hash:      sha256.Sum256(a.Statement),
-		device:    ArchiveDevice(cert.Raw),
-		key:       arch.Key,
+		published:   api.Archive{Statement: a.Statement, Endorsements: a.Endorsements},
+		hash:        sha256.Sum256(a.Statement),
+		device:      ArchiveDevice(cert.Raw),
+		fingerprint: fp,
+		key:         arch.Key,
 	}
 	if st.published.Endorsements == nil {
 		st.published.Endorsements = [][]byte{}

@@ -37,10 +37,10 @@ var errPolicy = fmt.Errorf("server: member list refused: %w", candor.ErrPermissi
 // unrevoked device's (found by its SHA-256 fingerprint) and certifies the
 // leaf's signature key, no device may hold two leaves, and the
 // organisation's archive, which the directory holds as a device, must be
-// one of them (requireArchive). It returns the
-// member devices in leaf order. Store failures are returned as they are;
+// one of them (requireArchive) unless archiveOut, the first half of a
+// replay anchor (anchor.go). It returns the member devices in leaf order. Store failures are returned as they are;
 // refusals wrap errPolicy.
-func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member) ([]candor.DeviceID, error) {
+func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member, archiveOut bool) ([]candor.DeviceID, error) {
 	out := make([]candor.DeviceID, 0, len(members))
 	seen := make(map[candor.DeviceID]bool, len(members))
 	for _, m := range members {
@@ -71,6 +71,9 @@ func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member) ([]ca
 		}
 		seen[d.ID] = true
 		out = append(out, d.ID)
+	}
+	if archiveOut {
+		return out, nil
 	}
 	if err := s.requireArchive(out); err != nil {
 		return nil, err

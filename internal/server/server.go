@@ -96,6 +96,10 @@ type Config struct {
 	// a signed checkpoint within this long of its append. Zero means
 	// DefaultJournalInterval.
 	JournalInterval time.Duration
+	// AnchorInterval is how long a group in use may go without giving
+	// the archive a fresh Welcome, a replay anchor (anchor.go). Zero
+	// means DefaultAnchorInterval; negative, never.
+	AnchorInterval time.Duration
 }
 
 // Server is candor's delivery server. It is safe for concurrent use.
@@ -117,6 +121,8 @@ type Server struct {
 	mux        *http.ServeMux
 	access     *AccessLog
 	journal    *JournalLog
+
+	anchorInterval time.Duration
 }
 
 // New checks cfg and returns a server. ctx bounds the server's life: when
@@ -152,6 +158,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		policy:     cfg.Policy,
 		access:     cfg.Access,
 		journal:    cfg.Journal,
+
+		anchorInterval: cfg.AnchorInterval,
+	}
+	if s.anchorInterval == 0 {
+		s.anchorInterval = DefaultAnchorInterval
 	}
 	s.caPool.AddCert(cfg.CA.Certificate())
 	if s.log == nil {

@@ -57,8 +57,10 @@ func openStore(ctx context.Context, path string) (store.Store, error) {
 	return sqlstore.Open(ctx, path)
 }
 
-// New starts a server for the test; it stops when the test ends.
-func New(t *testing.T) *Env {
+// New starts a server for the test; it stops when the test ends. Each
+// configure function may change the server's configuration before it
+// starts.
+func New(t *testing.T, configure ...func(*server.Config)) *Env {
 	t.Helper()
 	ctx := t.Context()
 	logger := slog.New(slog.DiscardHandler)
@@ -82,6 +84,9 @@ func New(t *testing.T) *Env {
 		slog.NewJSONHandler(serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		logger.Handler(),
 	}).With("side", "server")
+	for _, f := range configure {
+		f(&cfg)
+	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("testenv: server: %v", err)
@@ -239,6 +244,9 @@ func (c *trackedConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// Store is the server's store, for tests that look at what it keeps.
+func (e *Env) Store() store.Store { return e.data.Store }
 
 // ServerLog returns everything the server has logged so far, at every
 // level, as JSON lines.
