@@ -33,6 +33,20 @@ const (
 // this device a log of its own making.
 var ErrAccessKeyChanged = errors.New("the access log's key is not the one this device pinned")
 
+// An AuditReport is what the organisation's access transparency log, as
+// this device checked it, says that concerns this person.
+type AuditReport struct {
+	// Openings are the requests to open the archive whose scope reaches
+	// this person, in log order.
+	Openings []AuditEntry
+	// Holds are the legal holds, in force or lifted, that name this person
+	// or a conversation this device is or was in, in log order.
+	Holds []AuditHold
+	// Deletions are the deletions, under the retention period, of the
+	// history of conversations this device is or was in, in log order.
+	Deletions []AuditDeletion
+}
+
 // An AuditEntry is one request to open the archive whose scope reaches
 // this person, as the access transparency log records it.
 type AuditEntry struct {
@@ -72,9 +86,53 @@ type AuditOpening struct {
 	Groups    []access.Replayed
 }
 
-// Audit checks the organisation's access transparency log and returns the
-// openings whose scope touched this person: a conversation this device is
-// or was in, or the person by name. On the way it
+// An AuditHold is one legal hold that names this person or a conversation
+// of theirs: while it is in force, nothing of what it covers is deleted
+// under the retention period.
+type AuditHold struct {
+	// Hold is the hold's id (hex), and Index its position in the log.
+	Hold  string
+	Index int64
+	// Case, Reason and By are as the hold states them; Set is when.
+	Case, Reason, By string
+	Set              time.Time
+	// Groups are the conversations it names that this device is or was
+	// in; NamesYou is set when it names this person, which covers every
+	// conversation they were ever in.
+	Groups   []candor.GroupID
+	NamesYou bool
+	// Lifted says when, by whom and why the hold was lifted; nil while it
+	// is in force.
+	Lifted *AuditRelease
+}
+
+// Active reports whether the hold is in force.
+func (h AuditHold) Active() bool { return h.Lifted == nil }
+
+// An AuditRelease is the lifting of a hold.
+type AuditRelease struct {
+	Index      int64
+	Reason, By string
+	At         time.Time
+}
+
+// An AuditDeletion is one deletion of a conversation's history under the
+// organisation's retention period: its log entries (commits and messages)
+// First to Last are gone from the server, and so from the archive.
+type AuditDeletion struct {
+	Index       int64
+	Group       candor.GroupID
+	First, Last uint64
+	At          time.Time
+	Retention   time.Duration
+}
+
+// Audit checks the organisation's access transparency log and returns what
+// of it concerns this person (AuditReport): the openings whose scope
+// touched them, the legal holds on them or their conversations, and the
+// deletions of their conversations' history. A request or hold touches
+// them when it names a conversation this device is or was in, or the
+// person by name. On the way it
 //
 //   - pins the log's key at first use (profile file access.pub), and
 //     fails with ErrAccessKeyChanged if the server later presents another;
@@ -89,8 +147,10 @@ type AuditOpening struct {
 // evidence); the checkpoint kept stays the old one, so every later Audit
 // fails the same way until people look into it, and the contradicting
 // checkpoint is kept beside it (access.presented). A record that fails its
-// proof wraps translog.ErrNotIncluded.
-func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
+// proof wraps translog.ErrNotIncluded; one that does not parse, of a type
+// this build does not know included, wraps access.ErrMalformed, so that a
+// device too old for the log fails rather than show part of it.
+func (c *Client) Audit(ctx context.Context) (*AuditReport, error) {
 	key, err := c.accessKey(ctx)
 	if err != nil {
 		return nil, err
@@ -134,7 +194,7 @@ func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	cases, err := access.Collect(0, records)
+	log, err := access.Read(0, records)
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -146,13 +206,43 @@ func (c *Client) Audit(ctx context.Context) ([]AuditEntry, error) {
 	for _, g := range groups {
 		mine = append(mine, g.ID)
 	}
-	var out []AuditEntry
-	for _, cs := range cases {
+	out := &AuditReport{}
+	for _, cs := range log.Cases {
 		if access.Touches(cs.Request.Scope, mine, c.User()) {
-			out = append(out, auditEntry(cs, mine, c.User()))
+			out.Openings = append(out.Openings, auditEntry(cs, mine, c.User()))
+		}
+	}
+	for _, h := range log.Holds {
+		// A hold reaches the person as a request's scope does: by
+		// naming them or a conversation of theirs.
+		if access.Touches(access.Scope{Groups: h.Hold.Groups, Users: h.Hold.Users}, mine, c.User()) {
+			out.Holds = append(out.Holds, auditHold(h, mine, c.User()))
+		}
+	}
+	for _, e := range log.Deletions {
+		if d := e.Deletion; slices.Contains(mine, d.Group) {
+			out.Deletions = append(out.Deletions, AuditDeletion{Index: e.Index, Group: d.Group, First: d.First, Last: d.Last, At: d.At, Retention: d.Retention})
 		}
 	}
 	return out, nil
+}
+
+// auditHold describes one hold for this person.
+func auditHold(h *access.HoldState, mine []candor.GroupID, me candor.UserID) AuditHold {
+	a := AuditHold{
+		Hold: h.ID.String(), Index: h.Index,
+		Case: h.Hold.Case, Reason: h.Hold.Reason, By: h.Hold.By, Set: h.Hold.Set,
+		NamesYou: slices.Contains(h.Hold.Users, me),
+	}
+	for _, g := range h.Hold.Groups {
+		if slices.Contains(mine, g) {
+			a.Groups = append(a.Groups, g)
+		}
+	}
+	if r := h.Release; r != nil {
+		a.Lifted = &AuditRelease{Index: h.ReleaseIndex, Reason: r.Reason, By: r.By, At: r.At}
+	}
+	return a
 }
 
 // auditEntry describes one case for this person.

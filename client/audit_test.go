@@ -83,12 +83,12 @@ type summary struct {
 
 func audit(t *testing.T, c *client.Client) []summary {
 	t.Helper()
-	entries, err := c.Audit(t.Context())
+	report, err := c.Audit(t.Context())
 	if err != nil {
 		t.Fatalf("%s: audit: %v", c.User(), err)
 	}
 	var out []summary
-	for _, e := range entries {
+	for _, e := range report.Openings {
 		s := summary{Case: e.Case, Groups: e.Groups, NamesYou: e.NamesYou, Completed: e.Completed()}
 		for _, a := range e.Approvals {
 			s.Approvers = append(s.Approvers, a.Name)
@@ -131,10 +131,14 @@ func TestAudit(t *testing.T) {
 	if diff := cmp.Diff(want[:1], audit(t, bob)); diff != "" {
 		t.Errorf("bob's audit (-want +got):\n%s", diff)
 	}
-	entries, err := alice.Audit(ctx)
+	report, err := alice.Audit(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(report.Holds) != 0 || len(report.Deletions) != 0 {
+		t.Errorf("a log of openings only shows holds %+v and deletions %+v", report.Holds, report.Deletions)
+	}
+	entries := report.Openings
 	if o := entries[0].Openings; len(o) != 1 || o[0].Groups[0].Records != 42 || entries[0].Reason != "reason for CASE-DEALS" {
 		t.Errorf("the opening as alice sees it: %+v", entries[0])
 	}
@@ -188,11 +192,11 @@ func TestAuditTamperedRecord(t *testing.T) {
 	if got := audit(t, alice); len(got) != 2 {
 		t.Fatalf("audit shows %d requests, want 2", len(got))
 	}
-	raw, err := admin.l.Cases(t.Context())
+	raw, err := admin.l.Read(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := *raw[0].Request
+	q := *raw.Cases[0].Request
 	q.Case = "CASE-X"
 	forged, err := q.MarshalBinary()
 	if err != nil {

@@ -321,10 +321,11 @@ func TestOpenCase(t *testing.T) {
 
 	// Every member's device sees the opening, and who approved it.
 	for _, c := range []*client.Client{alice, bob, carol} {
-		entries, err := c.Audit(ctx)
+		report, err := c.Audit(ctx)
 		if err != nil {
 			t.Fatalf("%s: audit: %v", c.User(), err)
 		}
+		entries := report.Openings
 		var found bool
 		for _, e := range entries {
 			if e.Case != "CASE-1" {
@@ -420,11 +421,11 @@ func TestOpenRewrittenChain(t *testing.T) {
 	if !strings.Contains(stderr, "DO NOT MATCH ITS SIGNED JOURNAL HEADS") || !strings.Contains(stderr, g.String()) {
 		t.Errorf("error %q does not name the mismatch and the group", stderr)
 	}
-	cases, err := o.log.Cases(ctx)
+	log, err := o.log.Read(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range cases {
+	for _, c := range log.Cases {
 		if len(c.Openings) > 0 {
 			t.Errorf("case %s is logged as opened", c.Request.Case)
 		}

@@ -88,10 +88,11 @@ func TestREADMEOpening(t *testing.T) {
 			continue
 		case args[0] == "bin/candor":
 			// alice's device is this process's.
-			entries, err := alice.Audit(ctx)
+			report, err := alice.Audit(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
+			entries := report.Openings
 			if len(entries) != 1 || entries[0].Case != "CASE-1" || !entries[0].Completed() || len(entries[0].Approvals) != 2 {
 				t.Fatalf("alice's audit: %+v", entries)
 			}

@@ -5,27 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"candor"
 	"candor/client"
 	"candor/internal/translog"
 )
 
-// runAudit lists the openings of the archive that concern this person, as
-// the organisation's access transparency log, checked on this device,
-// records them.
+// runAudit lists what of the organisation's access transparency log,
+// checked on this device, concerns this person: the openings of the
+// archive, the legal holds and the deletions of their conversations'
+// history.
 func runAudit(ctx context.Context, e *env, _ []string) error {
 	// Conversations this device has not caught up with yet count too.
 	if err := e.c.Sync(ctx); err != nil {
 		return err
 	}
-	entries, err := e.c.Audit(ctx)
+	report, err := e.c.Audit(ctx)
 	if err != nil {
 		return err
-	}
-	if len(entries) == 0 {
-		fmt.Fprintln(e.out, "No request to open the archive concerns you: the organisation's access log, checked on this device, names neither you nor any conversation you are or were in.")
-		return nil
 	}
 	gs, err := e.c.Groups(ctx)
 	if err != nil {
@@ -40,16 +38,76 @@ func runAudit(ctx context.Context, e *env, _ []string) error {
 			names[g.ID] = "conversation " + short
 		}
 	}
-	if len(entries) == 1 {
+	switch n := len(report.Openings); n {
+	case 0:
+		fmt.Fprintln(e.out, "No request to open the archive concerns you: the organisation's access log, checked on this device, names neither you nor any conversation you are or were in.")
+	case 1:
 		fmt.Fprintln(e.out, "1 request to open the archive concerns you. The access log was checked on this device.")
-	} else {
-		fmt.Fprintf(e.out, "%d requests to open the archive concern you. The access log was checked on this device.\n", len(entries))
+	default:
+		fmt.Fprintf(e.out, "%d requests to open the archive concern you. The access log was checked on this device.\n", n)
 	}
-	for _, en := range entries {
+	for _, en := range report.Openings {
 		fmt.Fprintln(e.out)
 		writeAuditEntry(e, en, names)
 	}
+	if len(report.Holds) > 0 {
+		fmt.Fprintln(e.out)
+		fmt.Fprintf(e.out, "Legal holds on you or your conversations: %d (%d in force).\n", len(report.Holds), countActive(report.Holds))
+		for _, h := range report.Holds {
+			fmt.Fprintln(e.out)
+			writeAuditHold(e, h, names)
+		}
+	}
+	if len(report.Deletions) > 0 {
+		fmt.Fprintln(e.out)
+		fmt.Fprintln(e.out, "History deleted under the organisation's retention period, from the server and the archive:")
+		for _, d := range report.Deletions {
+			fmt.Fprintf(e.out, "  %s: entries %d to %d, deleted on %s under a retention period of %s\n",
+				names[d.Group], d.First, d.Last, d.At.Local().Format(timeLayout), retentionText(d.Retention))
+		}
+	}
 	return nil
+}
+
+// writeAuditHold describes one legal hold.
+func writeAuditHold(e *env, h client.AuditHold, names map[candor.GroupID]string) {
+	fmt.Fprintf(e.out, "Hold %s, set by %s on %s\n", h.Case, h.By, h.Set.Local().Format(timeLayout))
+	fmt.Fprintf(e.out, "  Reason:    %s\n", strings.ReplaceAll(h.Reason, "\n", "\n             "))
+	var scope []string
+	for _, g := range h.Groups {
+		scope = append(scope, names[g])
+	}
+	if h.NamesYou {
+		scope = append(scope, "you, by name (every conversation you were ever in)")
+	}
+	fmt.Fprintf(e.out, "  Covers:    %s\n", strings.Join(scope, "; "))
+	if h.Active() {
+		fmt.Fprintln(e.out, "  Status:    IN FORCE: nothing it covers is deleted under the retention period")
+		return
+	}
+	fmt.Fprintf(e.out, "  Status:    lifted by %s on %s: %s\n", h.Lifted.By, h.Lifted.At.Local().Format(timeLayout),
+		strings.ReplaceAll(h.Lifted.Reason, "\n", "\n             "))
+}
+
+// countActive counts the holds in force.
+func countActive(holds []client.AuditHold) int {
+	n := 0
+	for _, h := range holds {
+		if h.Active() {
+			n++
+		}
+	}
+	return n
+}
+
+// retentionText writes a retention period in days when it is whole days,
+// as organisations state them.
+func retentionText(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d%day == 0 {
+		return plural(uint64(d/day), "day")
+	}
+	return d.String()
 }
 
 func writeAuditEntry(e *env, en client.AuditEntry, names map[candor.GroupID]string) {

@@ -18,6 +18,7 @@ import (
 	"candor"
 	"candor/client"
 	"candor/internal/access"
+	"candor/internal/journal"
 	"candor/internal/server"
 	"candor/internal/sqldb"
 	"candor/internal/translog"
@@ -32,12 +33,19 @@ import (
 //	access request VAR CASE - USER        log a request for a person
 //	access approve ID SLOT NAME           log custodian SLOT's approval
 //	access opened ID HOME PREFIX COUNT    log the opening of that conversation
+//	access hold VAR CASE HOME PREFIX      set a legal hold on the conversation;
+//	                                      $VAR is its id
+//	access hold VAR CASE - USER           set a legal hold on a person
+//	access lift ID REASON                 lift hold ID
+//	access deleted HOME PREFIX FIRST LAST log the deletion of that conversation's
+//	                                      entries FIRST to LAST, under a
+//	                                      retention period of 365 days
 //	access truncate N                     cut the log back to N records in the
 //	                                      server's file, as a server hiding
 //	                                      openings would
 func cmdAccess(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: access request|approve|opened|truncate ...")
+		ts.Fatalf("usage: access request|approve|opened|hold|lift|deleted|truncate ...")
 	}
 	ctx := context.Background()
 	dir := filepath.Join(ts.Getenv("WORK"), ".candord")
@@ -88,8 +96,34 @@ func cmdAccess(ts *testscript.TestScript, neg bool, args []string) {
 		_, err = l.LogOpening(ctx, &access.Opening{Request: id, Completed: time.Now().UTC().Truncate(time.Second),
 			Groups: []access.Replayed{{Group: scriptGroup(ts, args[2], args[3]), Records: n}}})
 		ts.Check(err)
+	case args[0] == "hold" && len(args) == 5:
+		h := &access.Hold{Case: args[2], Reason: "Litigation " + args[2] + ": keep everything.", By: "Legal office",
+			Set: time.Now().UTC().Truncate(time.Second)}
+		if args[3] == "-" {
+			h.Users = []candor.UserID{candor.UserID(args[4])}
+		} else {
+			h.Groups = []candor.GroupID{scriptGroup(ts, args[3], args[4])}
+		}
+		id, _, err := l.LogHold(ctx, h)
+		ts.Check(err)
+		ts.Setenv(args[1], id.String())
+	case args[0] == "lift" && len(args) == 3:
+		id, err := access.ParseHoldID(args[1])
+		ts.Check(err)
+		_, err = l.LogRelease(ctx, &access.Release{Hold: id, Reason: args[2], By: "Legal office", At: time.Now().UTC().Truncate(time.Second)})
+		ts.Check(err)
+	case args[0] == "deleted" && len(args) == 5:
+		first, err := strconv.ParseUint(args[3], 10, 64)
+		ts.Check(err)
+		last, err := strconv.ParseUint(args[4], 10, 64)
+		ts.Check(err)
+		// The chain hash is the record's to carry; the device does not
+		// check it, so any non-zero value does here.
+		_, err = l.LogDeletion(ctx, &access.Deletion{Group: scriptGroup(ts, args[1], args[2]), First: first, Last: last,
+			LastHash: journal.Hash{0xcd}, At: time.Now().UTC().Truncate(time.Second), Retention: 365 * 24 * time.Hour})
+		ts.Check(err)
 	default:
-		ts.Fatalf("usage: access request|approve|opened|truncate ...")
+		ts.Fatalf("usage: access request|approve|opened|hold|lift|deleted|truncate ...")
 	}
 }
 

@@ -113,10 +113,11 @@ func TestAccessCommands(t *testing.T) {
 	defer alice.Close()
 	cases := func() []string {
 		t.Helper()
-		entries, err := alice.Audit(ctx)
+		report, err := alice.Audit(ctx)
 		if err != nil {
 			t.Fatalf("audit: %v", err)
 		}
+		entries := report.Openings
 		var out []string
 		for _, e := range entries {
 			s := e.Case

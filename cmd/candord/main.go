@@ -6,6 +6,7 @@
 //	candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
 //	candord revoke --data DIR DEVICE
 //	candord access request|approve|opened --data DIR ...
+//	candord hold set|lift|list --data DIR ...
 //
 // Logs are JSON on standard error. The server stops gracefully on SIGINT
 // and SIGTERM.
@@ -39,6 +40,7 @@ const usage = `usage:
   candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
   candord revoke --data DIR DEVICE
   candord access request|approve|opened --data DIR ...
+  candord hold   set|lift|list --data DIR ...
 
   init    make a new organisation in DIR: its CA, the server's TLS
           certificate for the --host names, the MLS external sender's key
@@ -50,6 +52,7 @@ const usage = `usage:
   revoke  revoke DEVICE and propose its removal from each of its groups
   access  log an opening request, a custodian's approval or a completed
           opening in the access transparency log ('candord access help')
+  hold    set, lift or list legal holds ('candord hold help')
 `
 
 // defaultPort is the port serve listens on and invitations name by default.
@@ -149,6 +152,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		})
 	case "access":
 		return runAccess(ctx, args[1:], stdout, stderr)
+	case "hold":
+		return runHold(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,9 +1,11 @@
 // Package access defines the records of candor's access transparency log
 // (docs/design/access-log.md): every request to open the archive, every
-// custodian's approval of one, and every opening that was carried out. The
-// records are entries of a translog Merkle log that the server keeps and
-// every member's device checks, so that no opening of the archive can
-// happen without a trace each affected person can see.
+// custodian's approval of one, every opening that was carried out, every
+// legal hold set and lifted, and every deletion of a conversation's history
+// under the retention period. The records are entries of a translog Merkle
+// log that the server keeps and every member's device checks, so that no
+// opening of the archive, and no hold or deletion, can happen without a
+// trace each affected person can see.
 //
 // The package is pure: formats, their canonical encodings and scope
 // matching, with no I/O and no clock. It imports neither the custody nor
@@ -20,7 +22,7 @@
 // with the body of the type's own doc comment. Each decoder accepts exactly
 // what its encoder writes (sorted lists without duplicates, canonical
 // lengths, no trailing bytes), so one record has one encoding, and the
-// SHA-256 of a request's encoding names it.
+// SHA-256 of a request's or a hold's encoding names it.
 package access
 
 import (
@@ -54,6 +56,9 @@ const (
 	TypeRequest  Type = 1
 	TypeApproval Type = 2
 	TypeOpening  Type = 3
+	TypeHold     Type = 4
+	TypeRelease  Type = 5
+	TypeDeletion Type = 6
 )
 
 func (t Type) String() string {
@@ -64,6 +69,12 @@ func (t Type) String() string {
 		return "approval"
 	case TypeOpening:
 		return "opening"
+	case TypeHold:
+		return "hold"
+	case TypeRelease:
+		return "release"
+	case TypeDeletion:
+		return "deletion"
 	}
 	return fmt.Sprintf("Type(%d)", uint8(t))
 }
@@ -71,9 +82,9 @@ func (t Type) String() string {
 // Limits on the fields. They keep every record far below translog's
 // record limit and a listing on a screen readable.
 const (
-	MaxNameBytes   = 255  // case id, requester, custodian name, user and group ids
-	MaxReasonBytes = 4096 // a request's reason
-	MaxScopeItems  = 1000 // groups, and users, of one scope
+	MaxNameBytes   = 255  // case id, requester, custodian name, who set or lifted a hold, user and group ids
+	MaxReasonBytes = 4096 // the reason of a request, a hold or its release
+	MaxScopeItems  = 1000 // groups, and users, of one scope or hold
 	MaxApproval    = 4096 // the custodian's approval, opaque
 )
 
@@ -83,6 +94,9 @@ type Record struct {
 	Request  *Request
 	Approval *Approval
 	Opening  *Opening
+	Hold     *Hold
+	Release  *Release
+	Deletion *Deletion
 }
 
 // Type returns the kind of record r holds, or 0 if it holds none or more
@@ -90,14 +104,20 @@ type Record struct {
 func (r Record) Type() Type {
 	var t Type
 	n := 0
-	if r.Request != nil {
-		t, n = TypeRequest, n+1
-	}
-	if r.Approval != nil {
-		t, n = TypeApproval, n+1
-	}
-	if r.Opening != nil {
-		t, n = TypeOpening, n+1
+	for _, f := range []struct {
+		set bool
+		t   Type
+	}{
+		{r.Request != nil, TypeRequest},
+		{r.Approval != nil, TypeApproval},
+		{r.Opening != nil, TypeOpening},
+		{r.Hold != nil, TypeHold},
+		{r.Release != nil, TypeRelease},
+		{r.Deletion != nil, TypeDeletion},
+	} {
+		if f.set {
+			t, n = f.t, n+1
+		}
 	}
 	if n != 1 {
 		return 0
@@ -114,6 +134,12 @@ func (r Record) MarshalBinary() ([]byte, error) {
 		return r.Approval.MarshalBinary()
 	case TypeOpening:
 		return r.Opening.MarshalBinary()
+	case TypeHold:
+		return r.Hold.MarshalBinary()
+	case TypeRelease:
+		return r.Release.MarshalBinary()
+	case TypeDeletion:
+		return r.Deletion.MarshalBinary()
 	}
 	return nil, fmt.Errorf("access: a record must hold exactly one entry: %w", candor.ErrInvalid)
 }
@@ -134,6 +160,15 @@ func ParseRecord(b []byte) (Record, error) {
 	case TypeOpening:
 		o, err := ParseOpening(b)
 		return Record{Opening: o}, err
+	case TypeHold:
+		h, err := ParseHold(b)
+		return Record{Hold: h}, err
+	case TypeRelease:
+		rl, err := ParseRelease(b)
+		return Record{Release: rl}, err
+	case TypeDeletion:
+		d, err := ParseDeletion(b)
+		return Record{Deletion: d}, err
 	}
 	// Check the header first so that the error names the real problem.
 	s := cryptobyte.String(b)

@@ -107,6 +107,9 @@ func TestGolden(t *testing.T) {
 		"approval.bin": {Approval: &access.Approval{Request: id, Custodian: 2, CustodianName: "Bea Ortiz", Custody: fakeCustodyApproval(id, 2)}},
 		"opening.bin": {Opening: &access.Opening{Request: id, Completed: time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC),
 			Groups: []access.Replayed{{Group: "\x02\x02", Records: 17}, {Group: "\x01", Records: 1 << 40}}}},
+		"hold.bin":     {Hold: sampleHold()},
+		"release.bin":  {Release: sampleRelease(t)},
+		"deletion.bin": {Deletion: sampleDeletion()},
 	}
 	for name, r := range records {
 		t.Run(name, func(t *testing.T) {
@@ -309,7 +312,7 @@ func TestTouches(t *testing.T) {
 	}
 }
 
-func TestCollect(t *testing.T) {
+func TestRead(t *testing.T) {
 	t.Parallel()
 	q1, q2 := sampleRequest(t), sampleRequest(t)
 	q2.Case = "CASE-2"
@@ -319,34 +322,99 @@ func TestCollect(t *testing.T) {
 		return access.Record{Approval: &access.Approval{Request: id, Custodian: slot, CustodianName: name, Custody: fakeCustodyApproval(id, byte(slot))}}
 	}
 	done := &access.Opening{Request: id1, Completed: time.Unix(1800000000, 0).UTC()}
-	records := []access.Record{{Request: q1}, appr(id1, 1, "Ana"), {Request: q2}, appr(id1, 1, "Ana"), appr(id1, 3, "Cid"), {Opening: done}}
-	cases, err := access.Collect(10, records)
+	h1, h2 := sampleHold(), sampleHold()
+	h2.Case = "LIT-2"
+	hid1, _ := h1.ID()
+	hid2, _ := h2.ID()
+	lift := func(id access.HoldID) access.Record {
+		return access.Record{Release: &access.Release{Hold: id, Reason: "Settled.", By: "Legal", At: time.Unix(1800000000, 0).UTC()}}
+	}
+	del1, del2 := sampleDeletion(), sampleDeletion()
+	del2.First, del2.Last = 42, 90
+	records := []access.Record{
+		{Request: q1}, {Hold: h1}, appr(id1, 1, "Ana"), {Request: q2}, {Deletion: del1}, appr(id1, 1, "Ana"),
+		{Hold: h2}, appr(id1, 3, "Cid"), {Opening: done}, lift(hid1), {Deletion: del2},
+	}
+	l, err := access.Read(10, records)
 	if err != nil {
 		t.Fatal(err)
 	}
-	type summary struct {
+	type caseSummary struct {
 		ID        access.RequestID
 		Index     int64
 		Approvers []string
 		Openings  int
 	}
-	var got []summary
-	for _, c := range cases {
-		s := summary{ID: c.ID, Index: c.Index, Openings: len(c.Openings)}
+	type holdSummary struct {
+		ID           access.HoldID
+		Index        int64
+		Case         string
+		Active       bool
+		ReleaseIndex int64
+	}
+	type summary struct {
+		Cases     []caseSummary
+		Holds     []holdSummary
+		Active    []access.HoldID
+		Deletions []int64
+		Last      []uint64
+	}
+	var got summary
+	for _, c := range l.Cases {
+		s := caseSummary{ID: c.ID, Index: c.Index, Openings: len(c.Openings)}
 		for _, a := range c.Approvals {
 			s.Approvers = append(s.Approvers, a.CustodianName)
 		}
-		got = append(got, s)
+		got.Cases = append(got.Cases, s)
 	}
-	want := []summary{{ID: id1, Index: 10, Approvers: []string{"Ana", "Cid"}, Openings: 1}, {ID: id2, Index: 12}}
+	for _, h := range l.Holds {
+		got.Holds = append(got.Holds, holdSummary{ID: h.ID, Index: h.Index, Case: h.Hold.Case, Active: h.Active(), ReleaseIndex: h.ReleaseIndex})
+	}
+	for _, h := range l.ActiveHolds() {
+		got.Active = append(got.Active, h.ID)
+	}
+	for _, d := range l.Deletions {
+		got.Deletions = append(got.Deletions, d.Index)
+		got.Last = append(got.Last, d.Deletion.Last)
+	}
+	want := summary{
+		Cases:     []caseSummary{{ID: id1, Index: 10, Approvers: []string{"Ana", "Cid"}, Openings: 1}, {ID: id2, Index: 13}},
+		Holds:     []holdSummary{{ID: hid1, Index: 11, Case: h1.Case, ReleaseIndex: 19}, {ID: hid2, Index: 16, Case: "LIT-2", Active: true}},
+		Active:    []access.HoldID{hid2},
+		Deletions: []int64{14, 20},
+		Last:      []uint64{41, 90},
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("cases (-want +got):\n%s", diff)
+		t.Errorf("the log read (-want +got):\n%s", diff)
 	}
-	if _, err := access.Collect(0, []access.Record{appr(id2, 1, "Ana"), {Request: q2}}); !errors.Is(err, access.ErrMalformed) {
-		t.Errorf("an approval before its request: %v, want ErrMalformed", err)
+	if c := l.Case(id2); c == nil || c.Index != 13 {
+		t.Errorf("Case(%v) = %+v", id2, c)
 	}
-	if _, err := access.Collect(0, []access.Record{{Request: q1}, {Request: q1}}); !errors.Is(err, access.ErrMalformed) {
-		t.Errorf("a request logged twice: %v, want ErrMalformed", err)
+	if l.Case(access.RequestID{}) != nil || l.Hold(access.HoldID{}) != nil {
+		t.Error("an id the log does not hold is found")
+	}
+	if h := l.Hold(hid1); h == nil || h.Active() || h.Release.By != "Legal" {
+		t.Errorf("Hold(%v) = %+v, want the lifted hold", hid1, h)
+	}
+	for _, tc := range []struct {
+		name    string
+		records []access.Record
+	}{
+		{"an approval before its request", []access.Record{appr(id2, 1, "Ana"), {Request: q2}}},
+		{"an opening of a request not logged", []access.Record{{Request: q2}, {Opening: done}}},
+		{"a request logged twice", []access.Record{{Request: q1}, {Request: q1}}},
+		{"a hold logged twice", []access.Record{{Hold: h1}, {Hold: h1}}},
+		{"a release before its hold", []access.Record{lift(hid1), {Hold: h1}}},
+		{"a release of a hold never set", []access.Record{{Hold: h2}, lift(hid1)}},
+		{"a hold lifted twice", []access.Record{{Hold: h1}, lift(hid1), lift(hid1)}},
+		{"an empty record", []access.Record{{Hold: h1}, {}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := access.Read(0, tc.records); !errors.Is(err, access.ErrMalformed) {
+				t.Errorf("Read: %v, want ErrMalformed", err)
+			}
+		})
 	}
 }
 

@@ -164,9 +164,7 @@ func (o *Opening) Validate() error {
 	}
 	seen := make(map[candor.GroupID]bool, len(o.Groups))
 	for _, g := range o.Groups {
-		if len(g.Group) == 0 || len(g.Group) > MaxNameBytes {
-			errs = append(errs, fmt.Errorf("access: group id of %d bytes: %w", len(g.Group), candor.ErrInvalid))
-		}
+		errs = append(errs, checkGroupID(g.Group))
 		if seen[g.Group] {
 			errs = append(errs, fmt.Errorf("access: group %v listed twice: %w", g.Group, candor.ErrInvalid))
 		}

@@ -2,6 +2,7 @@ package access_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,7 +13,7 @@ import (
 
 // seed adds the golden records and some near misses to a fuzz corpus.
 func seed(f *testing.F) {
-	for _, name := range []string{"request.bin", "approval.bin", "opening.bin"} {
+	for _, name := range []string{"request.bin", "approval.bin", "opening.bin", "hold.bin", "release.bin", "deletion.bin"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
@@ -69,4 +70,26 @@ func FuzzParseApproval(f *testing.F) {
 func FuzzParseOpening(f *testing.F) {
 	seed(f)
 	f.Fuzz(func(t *testing.T, b []byte) { roundTrip(t, b, access.ParseOpening) })
+}
+
+func FuzzParseHold(f *testing.F) {
+	seed(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		roundTrip(t, b, access.ParseHold)
+		if h, err := access.ParseHold(b); err == nil {
+			if id, err := h.ID(); err != nil || id != sha256.Sum256(b) {
+				t.Fatalf("a parsed hold's id is not the SHA-256 of its record: %v", err)
+			}
+		}
+	})
+}
+
+func FuzzParseRelease(f *testing.F) {
+	seed(f)
+	f.Fuzz(func(t *testing.T, b []byte) { roundTrip(t, b, access.ParseRelease) })
+}
+
+func FuzzParseDeletion(f *testing.F) {
+	seed(f)
+	f.Fuzz(func(t *testing.T, b []byte) { roundTrip(t, b, access.ParseDeletion) })
 }

@@ -29,14 +29,46 @@ type RequestID [sha256.Size]byte
 func (id RequestID) String() string { return hex.EncodeToString(id[:]) }
 
 // ParseRequestID is the inverse of String.
-func ParseRequestID(s string) (RequestID, error) {
-	var id RequestID
+func ParseRequestID(s string) (RequestID, error) { return parseHexID[RequestID]("request id", s) }
+
+// parseHexID reads a record id written in lower-case hex, the only
+// spelling String gives, so that one id has one spelling on a command line.
+func parseHexID[T ~[sha256.Size]byte](what, s string) (T, error) {
+	var id T
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != len(id) || hex.EncodeToString(b) != s {
-		return RequestID{}, fmt.Errorf("access: request id %q is not %d bytes of lower-case hex: %w", s, len(id), candor.ErrInvalid)
+		return T{}, fmt.Errorf("access: %s %q is not %d bytes of lower-case hex: %w", what, s, len(id), candor.ErrInvalid)
 	}
 	copy(id[:], b)
 	return id, nil
+}
+
+// checkTargets checks the groups and people a scope or a hold names: at
+// least one of either, each id well formed, not too many.
+func checkTargets(what string, groups []candor.GroupID, users []candor.UserID) error {
+	var errs []error
+	if len(groups) == 0 && len(users) == 0 {
+		errs = append(errs, fmt.Errorf("access: a %s must name a group or a person: %w", what, candor.ErrInvalid))
+	}
+	if len(groups) > MaxScopeItems || len(users) > MaxScopeItems {
+		errs = append(errs, fmt.Errorf("access: a %s of %d groups and %d people, at most %d of each: %w", what, len(groups), len(users), MaxScopeItems, candor.ErrInvalid))
+	}
+	for _, g := range groups {
+		errs = append(errs, checkGroupID(g))
+	}
+	for _, u := range users {
+		errs = append(errs, checkText("user id", string(u), MaxNameBytes, false))
+	}
+	return errors.Join(errs...)
+}
+
+// checkGroupID checks a group id: opaque bytes, but of a length the
+// encodings' one-byte prefix can carry.
+func checkGroupID(g candor.GroupID) error {
+	if len(g) == 0 || len(g) > MaxNameBytes {
+		return fmt.Errorf("access: group id of %d bytes: %w", len(g), candor.ErrInvalid)
+	}
+	return nil
 }
 
 // A Scope says what an opening may read: the conversations named, every
@@ -100,21 +132,7 @@ func (q *Request) Validate() error {
 }
 
 func (sc Scope) validate() error {
-	var errs []error
-	if len(sc.Groups) == 0 && len(sc.Users) == 0 {
-		errs = append(errs, fmt.Errorf("access: a scope must name a group or a person: %w", candor.ErrInvalid))
-	}
-	if len(sc.Groups) > MaxScopeItems || len(sc.Users) > MaxScopeItems {
-		errs = append(errs, fmt.Errorf("access: a scope of %d groups and %d people, at most %d of each: %w", len(sc.Groups), len(sc.Users), MaxScopeItems, candor.ErrInvalid))
-	}
-	for _, g := range sc.Groups {
-		if len(g) == 0 || len(g) > MaxNameBytes {
-			errs = append(errs, fmt.Errorf("access: group id of %d bytes: %w", len(g), candor.ErrInvalid))
-		}
-	}
-	for _, u := range sc.Users {
-		errs = append(errs, checkText("user id", string(u), MaxNameBytes, false))
-	}
+	errs := []error{checkTargets("scope", sc.Groups, sc.Users)}
 	errs = append(errs, checkTime("start of the time range", sc.From), checkTime("end of the time range", sc.To))
 	if !sc.From.Before(sc.To) {
 		errs = append(errs, fmt.Errorf("access: time range from %v to %v is empty: %w", sc.From, sc.To, candor.ErrInvalid))

@@ -279,10 +279,11 @@ func openCase(ctx context.Context, out *narrator, srv *Server, dir string, gid c
 	}
 	out.say("Then it logged the completed opening. What each member's device shows ('candor audit'), Carol's too:")
 	for _, d := range members {
-		entries, err := d.c.Audit(ctx)
+		report, err := d.c.Audit(ctx)
 		if err != nil {
 			return err
 		}
+		entries := report.Openings
 		i := slices.IndexFunc(entries, func(e client.AuditEntry) bool { return e.Case == q.Case && e.Completed() })
 		if i < 0 {
 			return fmt.Errorf("%s's audit does not list the opening", d.label)

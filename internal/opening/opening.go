@@ -146,14 +146,12 @@ func (o *Opening) Close() {
 
 // loggedCase finds request id in the access log, with its approvals.
 func loggedCase(ctx context.Context, l *server.AccessLog, id access.RequestID) (*access.Case, error) {
-	cases, err := l.Cases(ctx)
+	log, err := l.Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("opening: reading the access log: %w", err)
 	}
-	for _, c := range cases {
-		if c.ID == id {
-			return c, nil
-		}
+	if c := log.Case(id); c != nil {
+		return c, nil
 	}
 	return nil, fmt.Errorf("opening: request %s is not in the access log: log it with candord access request first: %w", id, candor.ErrNotFound)
 }
