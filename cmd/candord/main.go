@@ -2,7 +2,7 @@
 // logging and signals to package internal/server, where the logic lives.
 //
 //	candord init   --data DIR --org NAME [--host NAMES]
-//	candord serve  --data DIR [--listen ADDR]
+//	candord serve  --data DIR [--listen ADDR] [--retention DAYS] [--anchor-interval DAYS]
 //	candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
 //	candord revoke --data DIR DEVICE
 //	candord access request|approve|opened --data DIR ...
@@ -36,7 +36,7 @@ import (
 
 const usage = `usage:
   candord init   --data DIR --org NAME [--host localhost,127.0.0.1]
-  candord serve  --data DIR [--listen :8443]
+  candord serve  --data DIR [--listen :8443] [--retention DAYS] [--anchor-interval 30]
   candord invite --data DIR [--server HOST:PORT] [--expires 168h] USER
   candord revoke --data DIR DEVICE
   candord access request|approve|opened --data DIR ...
@@ -46,7 +46,9 @@ const usage = `usage:
           certificate for the --host names, the MLS external sender's key
           and certificate, and the database
   serve   serve the API over TLS 1.3 with device certificates; the
-          organisation's archive must exist (candor-custody ceremony)
+          organisation's archive must exist (candor-custody ceremony);
+          hourly, it proposes the archive's replay anchors and deletes
+          history older than --retention days that no legal hold covers
   invite  print a one-time invitation code for USER to enrol a device;
           it pins the archive
   revoke  revoke DEVICE and propose its removal from each of its groups
@@ -122,17 +124,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return nil
 	case "serve":
 		listen := fs.String("listen", ":"+defaultPort, "the address to listen on")
+		retention := fs.Uint("retention", 0, "the organisation's retention period in days: history older than it is deleted, each deletion logged in the access log (0: keep everything)")
+		anchor := fs.Uint("anchor-interval", uint(server.DefaultAnchorInterval/day), "days between the archive's replay anchors in a group in use")
 		if err := parse(0); err != nil {
 			return err
 		}
-		return serve(ctx, logger, *data, *listen, ready)
+		if *anchor == 0 || *anchor > maxDays || *retention > maxDays {
+			fs.Usage()
+			return errUsage
+		}
+		opts := serveOptions{listen: *listen, retention: time.Duration(*retention) * day, anchorInterval: time.Duration(*anchor) * day}
+		return serve(ctx, logger, *data, opts, ready)
 	case "invite":
 		addr := fs.String("server", "", "host:port devices reach the server at (default: the first name of its certificate, port "+defaultPort+")")
 		expires := fs.Duration("expires", api.InvitationLifetime, "how long the invitation stays valid")
 		if err := parse(1); err != nil {
 			return err
 		}
-		return withServer(ctx, logger, *data, func(d *server.DataDir, srv *server.Server) error {
+		return withServer(ctx, logger, *data, nil, func(d *server.DataDir, srv *server.Server) error {
 			if *addr == "" && len(d.Hosts) > 0 {
 				*addr = net.JoinHostPort(d.Hosts[0], defaultPort)
 			}
@@ -147,7 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		if err := parse(1); err != nil {
 			return err
 		}
-		return withServer(ctx, logger, *data, func(_ *server.DataDir, srv *server.Server) error {
+		return withServer(ctx, logger, *data, nil, func(_ *server.DataDir, srv *server.Server) error {
 			return srv.Revoke(ctx, candor.DeviceID(fs.Arg(0)))
 		})
 	case "access":
@@ -173,7 +182,7 @@ func splitList(s string) []string {
 }
 
 // withServer opens the data folder and runs f with a server over it.
-func withServer(ctx context.Context, logger *slog.Logger, dir string, f func(*server.DataDir, *server.Server) error) (err error) {
+func withServer(ctx context.Context, logger *slog.Logger, dir string, configure func(*server.Config), f func(*server.DataDir, *server.Server) error) (err error) {
 	d, err := server.Open(ctx, dir, openSQL)
 	if err != nil {
 		return err
@@ -181,6 +190,9 @@ func withServer(ctx context.Context, logger *slog.Logger, dir string, f func(*se
 	defer func() { err = errors.Join(err, d.Close()) }()
 	cfg := d.Config()
 	cfg.Logger = logger
+	if configure != nil {
+		configure(&cfg)
+	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return err
@@ -188,23 +200,52 @@ func withServer(ctx context.Context, logger *slog.Logger, dir string, f func(*se
 	return f(d, srv)
 }
 
+// day is the unit of the retention period and the anchor interval.
+const day = 24 * time.Hour
+
+// maxDays bounds both: far beyond any records law, and well inside a
+// time.Duration.
+const maxDays = 100 * 366
+
+// serveOptions are serve's flags.
+type serveOptions struct {
+	listen         string
+	retention      time.Duration
+	anchorInterval time.Duration
+}
+
 // serve runs the server until ctx ends, then shuts it down gracefully. It
 // serves TLS only: every request but enrolment is bound to a device
-// certificate, which plain HTTP cannot carry.
-func serve(ctx context.Context, logger *slog.Logger, dir, listen string, ready func(net.Addr)) error {
-	return withServer(ctx, logger, dir, func(d *server.DataDir, srv *server.Server) error {
+// certificate, which plain HTTP cannot carry. Meanwhile it proposes the
+// archive's replay anchors and applies the retention period, hourly.
+func serve(ctx context.Context, logger *slog.Logger, dir string, opts serveOptions, ready func(net.Addr)) error {
+	configure := func(c *server.Config) {
+		c.Retention, c.AnchorInterval = opts.retention, opts.anchorInterval
+	}
+	return withServer(ctx, logger, dir, configure, func(d *server.DataDir, srv *server.Server) error {
 		if d.Archive == nil {
 			// Every group must contain the archive, so without one the
 			// server could carry no conversation.
 			return fmt.Errorf("%s has no archive yet: the custodians hold the ceremony first (candor-custody ceremony -data %s ...; see README.md): %w", dir, dir, server.ErrNoArchive)
 		}
-		ln, err := net.Listen("tcp", listen)
+		ln, err := net.Listen("tcp", opts.listen)
 		if err != nil {
 			return err
 		}
 		hs := server.NewHTTPServer(srv.Handler(), srv.TLSConfig(d.TLSCert), slog.NewLogLogger(logger.Handler(), slog.LevelWarn))
 		errc := make(chan error, 1)
 		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+		// Maintenance stops before the store closes.
+		mctx, stopMaintenance := context.WithCancel(ctx)
+		maintained := make(chan struct{})
+		go func() {
+			defer close(maintained)
+			srv.Maintain(mctx, 0)
+		}()
+		defer func() {
+			stopMaintenance()
+			<-maintained
+		}()
 		logger.Info("listening", "addr", ln.Addr().String())
 		if ready != nil {
 			ready(ln.Addr())

@@ -72,7 +72,7 @@ func TestInitInviteRevoke(t *testing.T) {
 	if _, err := candord(t, "invite", "--data", dir, "alice"); !errors.Is(err, server.ErrNoArchive) {
 		t.Fatalf("inviting before the ceremony: %v, want ErrNoArchive", err)
 	}
-	if err := serve(context.Background(), slog.New(slog.DiscardHandler), dir, "127.0.0.1:0", nil); !errors.Is(err, server.ErrNoArchive) {
+	if err := serve(context.Background(), slog.New(slog.DiscardHandler), dir, serveOptions{listen: "127.0.0.1:0"}, nil); !errors.Is(err, server.ErrNoArchive) {
 		t.Fatalf("serving before the ceremony: %v, want ErrNoArchive", err)
 	}
 	holdCeremony(t, dir)
@@ -105,6 +105,9 @@ func TestUsage(t *testing.T) {
 		{"invite", "--data", "d"},
 		{"revoke", "--data", "d", "a", "b"},
 		{"serve", "--nope"},
+		{"serve", "--data", "d", "--anchor-interval", "0"},
+		{"serve", "--data", "d", "--retention", "-1"},
+		{"serve", "--data", "d", "--retention", "99999999"},
 	} {
 		if _, err := candord(t, args...); !errors.Is(err, errUsage) {
 			t.Errorf("candord %q: %v, want a usage error", args, err)

@@ -100,6 +100,11 @@ type Config struct {
 	// the archive a fresh Welcome, a replay anchor (anchor.go). Zero
 	// means DefaultAnchorInterval; negative, never.
 	AnchorInterval time.Duration
+	// Retention is the organisation's retention period: Retain deletes a
+	// group's history once an anchor older than the period follows it,
+	// unless a legal hold covers the group. Zero keeps everything. A
+	// period needs Access, where every deletion is logged first.
+	Retention time.Duration
 }
 
 // Server is candor's delivery server. It is safe for concurrent use.
@@ -123,6 +128,7 @@ type Server struct {
 	journal    *JournalLog
 
 	anchorInterval time.Duration
+	retention      time.Duration
 }
 
 // New checks cfg and returns a server. ctx bounds the server's life: when
@@ -160,6 +166,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		journal:    cfg.Journal,
 
 		anchorInterval: cfg.AnchorInterval,
+		retention:      cfg.Retention,
+	}
+	if s.retention > 0 && s.access == nil {
+		return nil, fmt.Errorf("server: a retention period needs the access log, where deletions are logged: %w", candor.ErrInvalid)
+	}
+	if s.retention < 0 || s.retention%time.Second != 0 {
+		return nil, fmt.Errorf("server: the retention period must be a positive whole number of seconds, or zero: %w", candor.ErrInvalid)
 	}
 	if s.anchorInterval == 0 {
 		s.anchorInterval = DefaultAnchorInterval
