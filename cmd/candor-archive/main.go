@@ -6,8 +6,9 @@
 //
 // keygen makes the opening's one-time key before the request is logged;
 // open checks the request and k custodians' approvals in the access log,
-// rebuilds the archive's seed in memory, replays the groups in scope into
-// a review store of its own, and logs the completed opening.
+// rebuilds the archive's seed in memory, replays the groups in scope (named
+// or through the people named) into a review store of its own, and logs
+// the completed opening.
 //
 // It is a separate binary from the server on purpose: candord never links
 // the custody or archive code (a test in internal/access checks it).
@@ -39,9 +40,12 @@ Usage:
       Check that request ID is in the access log of the data folder DIR
       and that k custodians' approvals of it are logged and are the FILEs
       given; rebuild the archive's key in memory, check it against the
-      archive STATEMENT, replay the groups in scope from the server's store
-      into the review store review.db (and JSON Lines), and log the opening
-      in the access log, which every member's device reads. Nothing is
+      archive STATEMENT, replay the groups in scope (those it names, and
+      those of the people it names, for the time they were members) from
+      the server's store into the review store review.db (and JSON Lines),
+      and log the opening in the access log, which every member's device
+      reads. A group's log whose start was deleted without a Deletion
+      record in the access log stops the opening. Nothing is
       written when a check fails. An interrupted open resumes when run
       again with the same review.db. The one-time KEYFILE is deleted once
       the opening is logged. The server may keep running meanwhile.

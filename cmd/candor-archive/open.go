@@ -67,6 +67,9 @@ func openCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, ", %d of which failed to verify", res.Failed)
 	}
 	fmt.Fprintln(stdout)
+	for _, g := range res.Groups {
+		fmt.Fprintf(stdout, "  group %s: %d records, replayed from entry %d: %s\n", g.Group, g.Records, g.Start, g.Why)
+	}
 	if cfg.JSONL != "" {
 		fmt.Fprintf(stdout, "JSON Lines: %s\n", cfg.JSONL)
 	}
@@ -82,6 +85,9 @@ type opened struct {
 	Index   int64 // of the Opening record in the access log
 	Records int
 	Failed  int
+	// Groups are the groups replayed, with where each replay started
+	// and why.
+	Groups []archive.GroupProgress
 }
 
 // openCase carries out one opening: every check comes before anything is
@@ -146,6 +152,11 @@ func openCase(ctx context.Context, cfg openConfig, progress io.Writer) (*opened,
 		defer mu.Unlock()
 		fmt.Fprintf(progress, "group %s: entry %d of %d, %d records\n", u.Group, u.Seq, u.Head, u.Records)
 	})
+	if errors.Is(err, opening.ErrUnexplainedCut) {
+		// Running again will not help: the store lost entries that the
+		// access log says nothing of.
+		return nil, fmt.Errorf("THE START OF A GROUP'S LOG IS DELETED WITHOUT A RECORD IN THE ACCESS LOG; the opening is not logged:\n%w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("replay stopped (run again with the same -out to resume): %w", err)
 	}
@@ -166,7 +177,7 @@ func openCase(ctx context.Context, cfg openConfig, progress io.Writer) (*opened,
 	if err := os.Remove(cfg.OpeningKey); err != nil {
 		fmt.Fprintf(progress, "warning: could not delete the one-time key %s: %v; delete it by hand\n", cfg.OpeningKey, err)
 	}
-	return &opened{ID: id, Case: o.Request().Case, Opening: rec, Index: index, Records: sum.Records, Failed: sum.Failed}, nil
+	return &opened{ID: id, Case: o.Request().Case, Opening: rec, Index: index, Records: sum.Records, Failed: sum.Failed, Groups: sum.Groups}, nil
 }
 
 // checkHeads checks the replayed journal against the heads the server

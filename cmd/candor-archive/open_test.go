@@ -77,6 +77,13 @@ func (o *opener) tool(want int, args ...string) (string, string) {
 // for groups; it returns the key file, the request's id and its index.
 func (o *opener) request(name string, groups ...candor.GroupID) (string, access.RequestID, int64) {
 	o.t.Helper()
+	return o.requestScope(name, access.Scope{Groups: groups})
+}
+
+// requestScope is request for a scope naming groups, people or both; its
+// time range is the hour before and after now.
+func (o *opener) requestScope(name string, scope access.Scope) (string, access.RequestID, int64) {
+	o.t.Helper()
 	keyFile := o.path(name + ".key")
 	o.tool(0, "keygen", "-out", keyFile)
 	pubHex, err := os.ReadFile(keyFile + ".pub")
@@ -90,7 +97,7 @@ func (o *opener) request(name string, groups ...candor.GroupID) (string, access.
 	now := time.Now().UTC().Truncate(time.Second)
 	id, index, err := o.log.LogRequest(o.t.Context(), &access.Request{
 		Case: name, Reason: "inquiry into " + name, Requester: "Compliance", Created: now,
-		Scope:      access.Scope{Groups: groups, From: now.Add(-time.Hour), To: now.Add(time.Hour)},
+		Scope:      access.Scope{Groups: scope.Groups, Users: scope.Users, From: now.Add(-time.Hour), To: now.Add(time.Hour)},
 		OpeningKey: pub,
 	})
 	if err != nil {

@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,15 +61,77 @@ type Scope struct {
 	// Groups to replay; empty means every group the source lists.
 	Groups []candor.GroupID `json:"groups"`
 	// From and To bound the server time of the records written:
-	// From <= time < To; a zero bound is open. Every entry of a group is
-	// still processed, since later ones depend on the MLS state earlier
-	// ones lead to.
+	// From <= time < To; a zero bound is open. A group's replay starts at
+	// the archive's latest Welcome at or before From (see Replay), and every
+	// entry from there on is still processed, since later ones depend on
+	// the MLS state earlier ones lead to.
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
+	// Seqs, for the groups it names, further limits the records written
+	// to entries within these ranges of seqs: for an opening scoped to
+	// people, the entries a person's devices were members for. A group
+	// it does not name is limited by time alone.
+	Seqs map[candor.GroupID][]SeqRange `json:"-"` // see scopeMeta
+}
+
+// scopeMeta is the scope as the review store keeps it, to refuse resuming
+// with another. Seqs is a list in group order, its ids in hex: encoding/json
+// would write a map's string keys as they are, bytes that are not UTF-8
+// replaced, and two groups could then read as one. A scope without Seqs
+// encodes as it did before Seqs existed, so older files still resume.
+func scopeMeta(s Scope) any {
+	type groupSeqs struct {
+		Group  candor.GroupID `json:"group"`
+		Ranges []SeqRange     `json:"ranges"`
+	}
+	meta := struct {
+		Scope
+		Seqs []groupSeqs `json:"seqs,omitempty"`
+	}{Scope: s}
+	for g, rs := range s.Seqs {
+		meta.Seqs = append(meta.Seqs, groupSeqs{Group: g, Ranges: rs})
+	}
+	slices.SortFunc(meta.Seqs, func(a, b groupSeqs) int { return strings.Compare(string(a.Group), string(b.Group)) })
+	return meta
+}
+
+// SeqRange is the entries First..Last of a group's log; Last 0 is open.
+type SeqRange struct {
+	First uint64 `json:"first"`
+	Last  uint64 `json:"last,omitempty"`
+}
+
+func (r SeqRange) holds(seq uint64) bool {
+	return seq >= r.First && (r.Last == 0 || seq <= r.Last)
 }
 
 func (s Scope) covers(t time.Time) bool {
 	return (s.From.IsZero() || !t.Before(s.From)) && (s.To.IsZero() || t.Before(s.To))
+}
+
+// writes says whether the entry seq of group, sent at t, is written.
+func (s Scope) writes(group candor.GroupID, seq uint64, t time.Time) bool {
+	if !s.covers(t) {
+		return false
+	}
+	ranges, limited := s.Seqs[group]
+	return !limited || slices.ContainsFunc(ranges, func(r SeqRange) bool { return r.holds(seq) })
+}
+
+// firstSeq is the first seq Seqs lets group's records have; 0 if Seqs
+// does not limit it.
+func (s Scope) firstSeq(group candor.GroupID) uint64 {
+	ranges, limited := s.Seqs[group]
+	if !limited {
+		return 0
+	}
+	first := uint64(0)
+	for i, r := range ranges {
+		if i == 0 || r.First < first {
+			first = r.First
+		}
+	}
+	return max(first, 1)
 }
 
 // Config configures a replay.
@@ -142,7 +206,10 @@ const keyCheckInfo = "candor/archive/review-keys/v1"
 
 // Replay replays every group in scope, several at once, and returns what
 // it did. Groups already done in cfg.Review are skipped; groups begun
-// resume. A group that cannot go on (a gap in its journal, a broken chain,
+// resume. A group not begun starts where its log starts (after a prefix
+// deleted under retention, on the hash the source kept), or, when the
+// scope starts later, at the archive's latest Welcome at or before the
+// scope's first entry; its progress says where and why. A group that cannot go on (a gap in its journal, a broken chain,
 // a Welcome the keys do not open) stops with a *GroupError while the others
 // go on; the error returned joins them all. Entries that do not verify
 // are recorded as Failed and do not stop anything.
@@ -166,7 +233,23 @@ func Replay(ctx context.Context, cfg Config) (Summary, error) {
 	if !cfg.Scope.To.IsZero() {
 		cfg.Scope.To = cfg.Scope.To.UTC()
 	}
-	scope, err := json.Marshal(cfg.Scope)
+	// Ranges in order, so that one scope has one encoding; the caller's
+	// map is not changed.
+	if cfg.Scope.Seqs != nil {
+		seqs := make(map[candor.GroupID][]SeqRange, len(cfg.Scope.Seqs))
+		for g, rs := range cfg.Scope.Seqs {
+			rs = slices.Clone(rs)
+			slices.SortFunc(rs, func(a, b SeqRange) int {
+				if c := cmpSeq(a.First, b.First); c != 0 {
+					return c
+				}
+				return cmpSeq(a.Last, b.Last)
+			})
+			seqs[g] = rs
+		}
+		cfg.Scope.Seqs = seqs
+	}
+	scope, err := json.Marshal(scopeMeta(cfg.Scope))
 	if err != nil {
 		return Summary{}, err
 	}
@@ -258,6 +341,14 @@ func (r *groupReplay) run(ctx context.Context) (GroupProgress, error) {
 		log.LogAttrs(ctx, slog.LevelWarn, "group stopped", slog.Uint64(logSeq, seq), slog.String(logError, err.Error()))
 		return written, &GroupError{Group: r.id, Seq: seq, Err: err}
 	}
+	// Where the log starts comes first: a log cut without a trace is
+	// the graver finding, and it may have taken every Welcome with it.
+	var ls LogStart
+	if !p.stored {
+		if ls, err = r.cfg.Source.LogStart(ctx, r.id); err != nil {
+			return stop(p.Seq+1, fmt.Errorf("where the log starts: %w", err))
+		}
+	}
 	if r.welcomes, err = r.cfg.Source.Welcomes(ctx, r.id); errors.Is(err, candor.ErrNotFound) {
 		return stop(p.Seq+1, ErrNoWelcome)
 	} else if err != nil {
@@ -266,6 +357,14 @@ func (r *groupReplay) run(ctx context.Context) (GroupProgress, error) {
 	head, err := r.cfg.Source.Head(ctx, r.id)
 	if err != nil {
 		return stop(p.Seq+1, err)
+	}
+	if !p.stored {
+		st, err := r.start(ctx, ls)
+		if err != nil {
+			return stop(p.Seq+1, err)
+		}
+		p.Start, p.Prev, p.Why, p.Kept = st.seq, st.prev, st.why, st.kept
+		p.Seq, p.Head = st.seq-1, st.prev
 	}
 	r.v = newValidator(r.cfg.CA)
 	if p.member {
@@ -277,7 +376,8 @@ func (r *groupReplay) run(ctx context.Context) (GroupProgress, error) {
 			return stop(p.Seq+1, err)
 		}
 	}
-	log.LogAttrs(ctx, slog.LevelInfo, "group started", slog.Uint64(logSeq, p.Seq), slog.Uint64(logHead, head))
+	log.LogAttrs(ctx, slog.LevelInfo, "group started", slog.Uint64(logSeq, p.Seq), slog.Uint64(logHead, head),
+		slog.Uint64(logStart, p.Start), slog.String(logWhy, p.Why))
 	chain := journal.ResumeVerifier(r.id, p.Seq, p.Head)
 	recs := make([]Record, 0, r.cfg.Batch)
 	for {
@@ -308,7 +408,7 @@ func (r *groupReplay) run(ctx context.Context) (GroupProgress, error) {
 			rec.Chain = cs
 			r.entries++
 			p.Seq, p.Head = e.Seq, h
-			if r.cfg.Scope.covers(e.Time) {
+			if r.cfg.Scope.writes(r.id, e.Seq, e.Time) {
 				recs = append(recs, rec)
 				p.Records++
 				if rec.Status == Failed {
@@ -361,6 +461,8 @@ const (
 	logError   = "error"
 	logRecords = "records"
 	logFailed  = "failed"
+	logStart   = "start"
+	logWhy     = "why"
 )
 
 // ErrNoHash: the source gave an entry without its chain hash while the

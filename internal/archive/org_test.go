@@ -62,6 +62,17 @@ func newArchiveKey(t testing.TB, ca *pki.CA, now time.Time) (archive.Key, []byte
 
 func newOrg(t testing.TB, groups, messages, commitEvery int) *org {
 	t.Helper()
+	return newOrgWith(t, orgConfig{groups: groups, messages: messages, commitEvery: commitEvery})
+}
+
+// orgConfig is what newOrgWith has the generator make.
+type orgConfig struct {
+	groups, messages, commitEvery int
+	anchorEvery                   int // 0: no anchors
+}
+
+func newOrgWith(t testing.TB, c orgConfig) *org {
+	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
 	ca, err := pki.NewCA("Example Bank", now)
@@ -79,7 +90,7 @@ func newOrg(t testing.TB, groups, messages, commitEvery int) *org {
 	var mu sync.Mutex
 	o.gen, err = journalgen.Generate(ctx, journalgen.Config{
 		Store: st, CA: ca, ArchiveKeyPackage: key.KeyPackage, ArchiveCertificate: cert,
-		Groups: groups, Messages: messages, People: 30, MaxGroupSize: 8, CommitEvery: commitEvery,
+		Groups: c.groups, Messages: c.messages, People: 30, MaxGroupSize: 8, CommitEvery: c.commitEvery, AnchorEvery: c.anchorEvery,
 		Start: o.start, Seed: 7,
 		Sent: func(s journalgen.Sent) {
 			mu.Lock()

@@ -130,6 +130,17 @@ type GroupProgress struct {
 	Records int // records written
 	Failed  int // of which failed
 	Error   string
+	// Start is the first entry the replay read, and Prev the chain hash
+	// of the entry before it, which the chain check started from (as the
+	// source keeps it: the opening checks it against the signed heads).
+	// Why says why the replay started there.
+	Start uint64
+	Prev  journal.Hash
+	Why   string
+	// Kept is the first entry the log kept when the replay started:
+	// entries 1..Kept-1 had been deleted under retention. 1 for a log
+	// never cut.
+	Kept uint64
 }
 
 // Progress returns every group's progress, in group order.
@@ -151,31 +162,42 @@ func (r *Review) Progress(ctx context.Context) ([]GroupProgress, error) {
 	return out, rows.Err()
 }
 
-// progress is a group's progress row.
+// progress is a group's progress row; stored is false for a group the
+// file holds nothing of yet.
 type progress struct {
 	GroupProgress
 	member bool
+	stored bool
 }
 
 type scanner interface{ Scan(dest ...any) error }
 
-const progressColumns = `group_id, seq, head, done, records, failed, error, member`
+const progressColumns = `group_id, seq, head, done, records, failed, error, member, start, prev, why, kept`
 
 func scanProgress(row scanner) (progress, error) {
 	var (
-		p                                  progress
-		id, head                           []byte
-		seq, done, records, failed, member int64
+		p                                               progress
+		id, head, prev                                  []byte
+		seq, done, records, failed, member, start, kept int64
 	)
-	if err := row.Scan(&id, &seq, &head, &done, &records, &failed, &p.Error, &member); err != nil {
+	if err := row.Scan(&id, &seq, &head, &done, &records, &failed, &p.Error, &member, &start, &prev, &p.Why, &kept); err != nil {
 		return progress{}, err
 	}
 	h, err := journal.ParseHash(head)
 	if err != nil {
 		return progress{}, fmt.Errorf("stored chain head: %w", err)
 	}
+	// Rows written before the start was kept (schema 1) started at the
+	// log's first entry, from genesis; migration 2 gave them an empty prev.
+	p.Prev = journal.Genesis
+	if len(prev) > 0 {
+		if p.Prev, err = journal.ParseHash(prev); err != nil {
+			return progress{}, fmt.Errorf("stored chain start: %w", err)
+		}
+	}
 	p.Group, p.Seq, p.Head, p.Done, p.member = candor.GroupID(id), uint64(seq), h, done == 1, member == 1
 	p.Records, p.Failed = int(records), int(failed)
+	p.Start, p.Kept, p.stored = uint64(start), uint64(kept), true
 	return p, nil
 }
 
@@ -259,12 +281,15 @@ func (r *Review) writeBatch(ctx context.Context, st *stateStore, p progress, rec
 	if err := st.flush(ctx, tx, p.Group); err != nil {
 		return err
 	}
+	// start, prev, why and kept are set by a group's first batch and
+	// never change after it.
 	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO progress (group_id, seq, head, member, done, records, failed, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		INSERT INTO progress (group_id, seq, head, member, done, records, failed, error, start, prev, why, kept)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (group_id) DO UPDATE SET seq = excluded.seq, head = excluded.head, member = excluded.member,
 			done = excluded.done, records = excluded.records, failed = excluded.failed, error = excluded.error`,
-		[]byte(p.Group), int64(p.Seq), p.Head[:], flag(p.member), flag(p.Done), p.Records, p.Failed, p.Error); err != nil {
+		[]byte(p.Group), int64(p.Seq), p.Head[:], flag(p.member), flag(p.Done), p.Records, p.Failed, p.Error,
+		int64(p.Start), p.Prev[:], p.Why, int64(p.Kept)); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -27,7 +27,21 @@ type Source interface {
 	Entries(ctx context.Context, group candor.GroupID, after uint64, limit int) ([]Entry, error)
 	// Head returns the seq of the last entry of group's log.
 	Head(ctx context.Context, group candor.GroupID) (uint64, error)
+	// LogStart says where group's log begins. Retention deletes whole
+	// prefixes of a log; Entries then starts at the first entry kept.
+	LogStart(ctx context.Context, group candor.GroupID) (LogStart, error)
 }
+
+// LogStart is where a group's log begins: Seq is the first entry kept, and
+// Prev the chain hash of the entry before it, from which the chain is
+// checked. A log never cut starts at 1 with journal.Genesis.
+type LogStart struct {
+	Seq  uint64
+	Prev journal.Hash
+}
+
+// Cut reports whether entries were deleted from the log's beginning.
+func (s LogStart) Cut() bool { return s.Seq > 1 }
 
 // Welcome is a Welcome the archive received: Seq is the entry of the
 // commit that added it.
@@ -50,7 +64,8 @@ type Entry struct {
 // The store keeps the chain hash it computed when it appended each entry
 // (store.Entry.Hash), so a replay from it checks the whole chain
 // (ChainRequired). Entries written before the store kept hashes (none in
-// any deployment) come with Hashed false.
+// any deployment) come with Hashed false. A log whose prefix retention
+// deleted starts where store.Store.LogStart says, on the hash it kept.
 type StoreSource struct {
 	store  store.Store
 	device candor.DeviceID
@@ -140,4 +155,17 @@ func (s *StoreSource) Head(ctx context.Context, group candor.GroupID) (uint64, e
 		return 0, err
 	}
 	return g.Head, nil
+}
+
+func (s *StoreSource) LogStart(ctx context.Context, group candor.GroupID) (LogStart, error) {
+	ls, err := s.store.LogStart(ctx, group)
+	if err != nil {
+		return LogStart{}, err
+	}
+	if ls.Seq <= 1 {
+		// The store keeps a zero hash for a log never cut: its chain
+		// starts at genesis.
+		return LogStart{Seq: 1, Prev: journal.Genesis}, nil
+	}
+	return LogStart{Seq: ls.Seq, Prev: ls.Prev}, nil
 }

@@ -49,6 +49,11 @@ func (s *sliceSource) Head(context.Context, candor.GroupID) (uint64, error) {
 	return uint64(len(s.entries)), nil
 }
 
+// LogStart: a log never cut.
+func (s *sliceSource) LogStart(context.Context, candor.GroupID) (archive.LogStart, error) {
+	return archive.LogStart{Seq: 1, Prev: journal.Genesis}, nil
+}
+
 func (s *sliceSource) append(sender candor.DeviceID, epoch candor.Epoch, commit bool, at time.Time, msg []byte) {
 	prev := journal.Genesis
 	if n := len(s.entries); n > 0 {

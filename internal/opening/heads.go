@@ -100,30 +100,50 @@ func signedHead(ctx context.Context, j *server.JournalLog, key note.Verifier, gr
 }
 
 // chainPasses checks that the chain the replay of g computed passes
-// through signed.
+// through signed. The replay computed it from g.Prev, the hash of the
+// entry before g.Start (its first), so a signed head from before the
+// replay's start must lead to g.Prev through the store's entries in
+// between: the signed head then vouches for the hash the replay started
+// from, as it does for the rest.
 func chainPasses(ctx context.Context, s store.Store, g archive.GroupProgress, signed journal.Head) error {
-	if signed.Seq <= g.Seq {
-		// The replay checked every stored hash up to g.Seq against the
-		// chain it computed, so the stored hash at signed.Seq is the
-		// replayed chain's.
-		at := g.Head
-		if signed.Seq < g.Seq {
-			e, err := entryAt(ctx, s, g.Group, signed.Seq)
-			if err != nil {
-				return err
-			}
-			at = e.Hash
-		}
-		if !at.Equal(signed.Hash) {
-			return fmt.Errorf("entry %d: the chain hash is %v, the server signed %v: %w", signed.Seq, at, signed.Hash, ErrHeadMismatch)
-		}
-		return nil
+	first := max(g.Start, 1)
+	switch {
+	case signed.Seq > g.Seq:
+		// The server signed a head past the replay (messages arrived
+		// after it): the store's entries from there must chain to it.
+		return follow(ctx, s, g.Group, g.Seq, g.Head, signed.Seq, signed.Hash, "the server signed")
+	case signed.Seq+1 < first:
+		// Signed before the replay's start (no head signed since): the
+		// entries between must chain from it to the replay's start.
+		return follow(ctx, s, g.Group, signed.Seq, signed.Hash, first-1, g.Prev, "the replay started from")
 	}
-	// The server signed a head past the replay (messages arrived after
-	// it): the store's entries from there must chain to it.
-	v := journal.ResumeVerifier(g.Group, g.Seq, g.Head)
-	for seq := g.Seq + 1; seq <= signed.Seq; seq++ {
-		e, err := entryAt(ctx, s, g.Group, seq)
+	// The replay checked every stored hash from g.Start to g.Seq against
+	// the chain it computed, so the stored hash at signed.Seq is the
+	// replayed chain's.
+	at := g.Head
+	switch {
+	case signed.Seq+1 == first:
+		at = g.Prev
+	case signed.Seq < g.Seq:
+		e, err := entryAt(ctx, s, g.Group, signed.Seq)
+		if err != nil {
+			return err
+		}
+		at = e.Hash
+	}
+	if !at.Equal(signed.Hash) {
+		return fmt.Errorf("entry %d: the chain hash is %v, the server signed %v: %w", signed.Seq, at, signed.Hash, ErrHeadMismatch)
+	}
+	return nil
+}
+
+// follow chains the store's entries of group after entry from, whose hash
+// is fromHash, up to entry to, and checks that the chain reaches toHash
+// there (what names toHash's origin, for the error).
+func follow(ctx context.Context, s store.Store, group candor.GroupID, from uint64, fromHash journal.Hash, to uint64, toHash journal.Hash, what string) error {
+	v := journal.ResumeVerifier(group, from, fromHash)
+	for seq := from + 1; seq <= to; seq++ {
+		e, err := entryAt(ctx, s, group, seq)
 		if err != nil {
 			return err
 		}
@@ -131,8 +151,8 @@ func chainPasses(ctx context.Context, s store.Store, g archive.GroupProgress, si
 			return err
 		}
 	}
-	if _, at := v.Head(); !at.Equal(signed.Hash) {
-		return fmt.Errorf("entry %d: the chain from the replayed head leads to %v, the server signed %v: %w", signed.Seq, at, signed.Hash, ErrHeadMismatch)
+	if _, at := v.Head(); !at.Equal(toHash) {
+		return fmt.Errorf("entry %d: the chain from entry %d leads to %v, %s %v: %w", to, from, at, what, toHash, ErrHeadMismatch)
 	}
 	return nil
 }
@@ -144,7 +164,7 @@ func entryAt(ctx context.Context, s store.Store, group candor.GroupID, seq uint6
 		return store.Entry{}, err
 	}
 	if len(es) != 1 || es[0].Seq != seq {
-		return store.Entry{}, fmt.Errorf("entry %d is not in the store, but the server signed a head at it: %w", seq, ErrHeadMismatch)
+		return store.Entry{}, fmt.Errorf("entry %d, which links the replayed chain to the head the server signed, is not in the store: %w", seq, ErrHeadMismatch)
 	}
 	return es[0], nil
 }

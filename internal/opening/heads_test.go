@@ -76,4 +76,43 @@ func TestChainPasses(t *testing.T) {
 			t.Errorf("%s: %v, want ErrHeadMismatch", tc.name, err)
 		}
 	}
+
+	// A replay that started at entry 4 (an anchor), from the stored hash
+	// of entry 3; and one that started there from another hash.
+	anchored := archive.GroupProgress{Group: g, Start: 4, Prev: chain[3], Seq: 5, Head: chain[5]}
+	forged := archive.GroupProgress{Group: g, Start: 4, Prev: wrong, Seq: 5, Head: chain[5]}
+	for _, tc := range []struct {
+		name     string
+		replayed archive.GroupProgress
+		signed   journal.Head
+		ok       bool
+	}{
+		{"at the replay's start", anchored, journal.Head{Group: g, Seq: 4, Hash: chain[4]}, true},
+		{"just before the start", anchored, journal.Head{Group: g, Seq: 3, Hash: chain[3]}, true},
+		{"just before the start, other hash", anchored, journal.Head{Group: g, Seq: 3, Hash: wrong}, false},
+		{"well before the start", anchored, journal.Head{Group: g, Seq: 1, Hash: chain[1]}, true},
+		{"well before the start, other hash", anchored, journal.Head{Group: g, Seq: 1, Hash: wrong}, false},
+		{"before a start from another hash", forged, journal.Head{Group: g, Seq: 1, Hash: chain[1]}, false},
+		{"just before a start from another hash", forged, journal.Head{Group: g, Seq: 3, Hash: chain[3]}, false},
+	} {
+		err := chainPasses(ctx, s, tc.replayed, tc.signed)
+		if tc.ok && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if !tc.ok && !errors.Is(err, ErrHeadMismatch) {
+			t.Errorf("%s: %v, want ErrHeadMismatch", tc.name, err)
+		}
+	}
+
+	// Cut under retention before entry 4: a head signed before the cut can
+	// no longer be linked to the replay, one at the entry before it can.
+	if _, err := s.DeleteBefore(ctx, g, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := chainPasses(ctx, s, anchored, journal.Head{Group: g, Seq: 1, Hash: chain[1]}); !errors.Is(err, ErrHeadMismatch) {
+		t.Errorf("a head signed before the deleted entries: %v, want ErrHeadMismatch", err)
+	}
+	if err := chainPasses(ctx, s, anchored, journal.Head{Group: g, Seq: 3, Hash: chain[3]}); err != nil {
+		t.Errorf("a head signed at the last deleted entry: %v", err)
+	}
 }

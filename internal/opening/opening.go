@@ -15,7 +15,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"strings"
 	"time"
 
 	"candor"
@@ -76,17 +75,6 @@ func Prepare(ctx context.Context, cfg Config) (*Opening, error) {
 	if !bytes.Equal(c.Request.OpeningKey, cfg.OpeningKey.PublicKey().Bytes()) {
 		return nil, fmt.Errorf("opening: the opening key given is not the one request %s names (fingerprint %s)", cfg.Request, requestKeyFingerprint(c.Request.OpeningKey))
 	}
-	if len(c.Request.Scope.Users) > 0 {
-		// The journal is kept per group, and the store knows a
-		// device's current groups, not the groups a person was in
-		// during the time range: replaying every group would disclose
-		// more than was asked.
-		users := make([]string, len(c.Request.Scope.Users))
-		for i, u := range c.Request.Scope.Users {
-			users[i] = string(u)
-		}
-		return nil, fmt.Errorf("opening: request %s names people (%s): only requests that name groups alone can be opened yet", cfg.Request, strings.Join(users, ", "))
-	}
 	approvals, err := matchApprovals(cfg.Statement.Policy(), cfg.Request, c, cfg.Approvals)
 	if err != nil {
 		return nil, err
@@ -106,18 +94,43 @@ func Prepare(ctx context.Context, cfg Config) (*Opening, error) {
 // Request returns the request being opened.
 func (o *Opening) Request() *access.Request { return o.request }
 
-// Replay replays the groups in the request's scope from s, the server's
-// store, into review, checking the journal's hash chain. progress, when
-// not nil, is called after each batch, possibly from several goroutines at
-// once. A replay that stops can be resumed with the same review.
+// Replay replays the request's scope from s, the server's store, into
+// review, checking the journal's hash chain, and returns what it did; its
+// groups are the groups replayed. The groups the request names are
+// replayed within its time range; for each person it names, every group
+// one of the person's devices was a member of within the range, and only
+// the entries the person's devices were members for (replayScope). A
+// scope that selects no group replays nothing.
+//
+// A group whose log was cut under retention is replayed from its first
+// kept entry only if the access log's Deletion records explain the cut
+// (explainCut); otherwise its replay stops with an error wrapping
+// ErrUnexplainedCut, naming the group.
+//
+// progress, when not nil, is called after each batch, possibly from
+// several goroutines at once. A replay that stops can be resumed with the
+// same review.
 func (o *Opening) Replay(ctx context.Context, s store.Store, ca *x509.Certificate, review *archive.Review, progress func(archive.Update)) (archive.Summary, error) {
-	sc := o.request.Scope
+	scope, err := replayScope(ctx, s, o.request.Scope)
+	if err != nil {
+		return archive.Summary{}, err
+	}
+	if len(scope.Groups) == 0 {
+		// An empty list would mean every group to the replay.
+		return archive.Summary{}, nil
+	}
+	// The deletions are read now, not at Prepare: the server may have cut
+	// a log since, and logs each Deletion before it deletes.
+	l, err := o.log.Read(ctx)
+	if err != nil {
+		return archive.Summary{}, fmt.Errorf("opening: reading the access log: %w", err)
+	}
 	return archive.Replay(ctx, archive.Config{
 		Keys:     []archive.Key{{KeyPackage: o.st.KeyPackage(), Secrets: o.secrets}},
 		CA:       ca,
-		Source:   archive.NewStoreSource(s, server.ArchiveDevice(o.st.Certificate())),
+		Source:   explainedSource{Source: archive.NewStoreSource(s, server.ArchiveDevice(o.st.Certificate())), deletions: l.Deletions},
 		Review:   review,
-		Scope:    archive.Scope{Groups: sc.Groups, From: sc.From, To: sc.To},
+		Scope:    scope,
 		Chain:    archive.ChainRequired,
 		Progress: progress,
 	})

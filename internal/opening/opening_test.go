@@ -135,10 +135,17 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
-func TestPrepareRefusesPeople(t *testing.T) {
+// A request naming people prepares like one naming groups: which groups
+// they select is the replay's business (TestReplayScope).
+func TestPreparePeople(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "alice")
-	if _, err := opening.Prepare(t.Context(), f.config(f.good...)); err == nil || !strings.Contains(err.Error(), "names people (alice)") {
+	o, err := opening.Prepare(t.Context(), f.config(f.good...))
+	if err != nil {
 		t.Fatalf("Prepare of a request naming alice = %v", err)
+	}
+	defer o.Close()
+	if users := o.Request().Scope.Users; len(users) != 1 || users[0] != "alice" {
+		t.Errorf("prepared request's people: %v", users)
 	}
 }

@@ -2,7 +2,8 @@
 // store: an organisation of enrolled devices with certificates from its
 // CA, groups of varying sizes that add the organisation's archive in their
 // first commit, real MLS messages in several languages, and, along the
-// way, commits that rotate keys, add and remove members. Every entry goes
+// way, commits that rotate keys, add and remove members, and, when asked,
+// replay anchors (the archive removed and added back). Every entry goes
 // through store.Store's Append as the server's delivery path makes it
 // (roster, member list, Welcomes queued for each added device, the
 // archive's kept as replay starting points).
@@ -64,6 +65,12 @@ type Config struct {
 	// CommitEvery is the mean number of messages between two commits of
 	// a group after its first; zero means 1,000.
 	CommitEvery int
+	// AnchorEvery, when not zero, is the mean number of messages between
+	// two replay anchors of a group: a commit that removes the archive's
+	// leaf, then one that adds its KeyPackage again, which gives the
+	// archive a fresh Welcome, as the server's anchors do (there the
+	// server proposes the removal; the commits are the same).
+	AnchorEvery int
 	// Texts are the messages' texts, picked at random; nil means Builtin.
 	Texts []Text
 	// Start is the server time of the first entry of every group, and Step
@@ -100,7 +107,8 @@ type Result struct {
 	Groups   []candor.GroupID
 	Devices  int // enrolled, the archive not counted
 	Messages int
-	Commits  int
+	Commits  int // anchors' two commits included
+	Anchors  int
 }
 
 // content is what candor's clients encrypt (client/content.go).
@@ -185,6 +193,7 @@ func Generate(ctx context.Context, cfg Config) (Result, error) {
 				}
 				res.Messages += gr.messages
 				res.Commits += gr.commits
+				res.Anchors += gr.anchors
 				mu.Unlock()
 			}
 		})
@@ -302,6 +311,7 @@ type groupGen struct {
 	order    []*device // members in the order they joined, for picking
 	messages int
 	commits  int
+	anchors  int
 }
 
 func (gr *groupGen) time(seq uint64) time.Time {
@@ -334,11 +344,11 @@ func (gr *groupGen) run(ctx context.Context, messages int) error {
 		joining = append(joining, gr.gen.persons[p]...)
 	}
 	joining = append(joining, gr.gen.persons[people[0]][1:]...)
-	if err := gr.commit(ctx, creator, joining, nil, true); err != nil {
+	if err := gr.commit(ctx, creator, joining, nil, addArchive); err != nil {
 		return fmt.Errorf("first commit: %w", err)
 	}
 
-	until := gr.nextCommit()
+	until, anchor := gr.nextCommit(), gr.nextAnchor()
 	reported := 0
 	for sent := 0; sent < messages; sent++ {
 		if err := ctx.Err(); err != nil {
@@ -351,6 +361,13 @@ func (gr *groupGen) run(ctx context.Context, messages int) error {
 			until = gr.nextCommit()
 		}
 		until--
+		if anchor == 0 {
+			if err := gr.anchor(ctx); err != nil {
+				return fmt.Errorf("anchor: %w", err)
+			}
+			anchor = gr.nextAnchor()
+		}
+		anchor--
 		if err := gr.send(ctx); err != nil {
 			return err
 		}
@@ -383,6 +400,30 @@ func groupSize(rng *mathrand.Rand, most int) int {
 func (gr *groupGen) nextCommit() int {
 	every := gr.gen.cfg.CommitEvery
 	return every/2 + gr.rng.IntN(every+1)
+}
+
+// nextAnchor is how many messages until the next anchor; -1 (never) when
+// Config.AnchorEvery is zero.
+func (gr *groupGen) nextAnchor() int {
+	every := gr.gen.cfg.AnchorEvery
+	if every == 0 {
+		return -1
+	}
+	return every/2 + gr.rng.IntN(every+1)
+}
+
+// anchor has random members remove the archive's leaf and add its
+// KeyPackage back, in two commits: the library refuses a Remove and an
+// Add of one signature key in one commit.
+func (gr *groupGen) anchor(ctx context.Context) error {
+	if err := gr.commit(ctx, gr.order[gr.rng.IntN(len(gr.order))], nil, nil, removeArchive); err != nil {
+		return err
+	}
+	if err := gr.commit(ctx, gr.order[gr.rng.IntN(len(gr.order))], nil, nil, addArchive); err != nil {
+		return err
+	}
+	gr.anchors++
+	return nil
 }
 
 // send has a random member send a random text.
@@ -425,7 +466,7 @@ func (gr *groupGen) change(ctx context.Context) error {
 			}
 		}
 		if len(outside) > 0 {
-			return gr.commit(ctx, committer, gr.gen.persons[outside[gr.rng.IntN(len(outside))]], nil, false)
+			return gr.commit(ctx, committer, gr.gen.persons[outside[gr.rng.IntN(len(outside))]], nil, keepArchive)
 		}
 	case r == 3 && len(gr.order) > 2:
 		var others []*device
@@ -434,16 +475,26 @@ func (gr *groupGen) change(ctx context.Context) error {
 				others = append(others, d)
 			}
 		}
-		return gr.commit(ctx, committer, nil, others[gr.rng.IntN(len(others))], false)
+		return gr.commit(ctx, committer, nil, others[gr.rng.IntN(len(others))], keepArchive)
 	}
-	return gr.commit(ctx, committer, nil, nil, false)
+	return gr.commit(ctx, committer, nil, nil, keepArchive)
 }
 
-// commit has committer add the devices in add (and the archive, if
-// archive), or remove one device, or neither (a key rotation); appends it
+// archiveChange is what a commit does with the archive's leaf.
+type archiveChange int
+
+const (
+	keepArchive archiveChange = iota
+	addArchive
+	removeArchive
+)
+
+// commit has committer add the devices in add, or remove one device, or
+// neither (a key rotation), and add or remove the archive as archive
+// says; appends it
 // with the roster, member list and Welcomes the server would store; and
 // brings every member device along.
-func (gr *groupGen) commit(ctx context.Context, committer *device, add []*device, remove *device, archive bool) error {
+func (gr *groupGen) commit(ctx context.Context, committer *device, add []*device, remove *device, archive archiveChange) error {
 	cfg := gr.gen.cfg
 	g := gr.members[committer]
 	var opts mlsx.CommitOptions
@@ -454,12 +505,19 @@ func (gr *groupGen) commit(ctx context.Context, committer *device, add []*device
 		}
 		opts.Add = append(opts.Add, kps[0])
 	}
-	if archive {
+	if archive == addArchive {
 		opts.Add = append(opts.Add, cfg.ArchiveKeyPackage)
 	}
-	if remove != nil {
+	var drop []byte
+	switch {
+	case remove != nil:
+		drop = remove.cert
+	case archive == removeArchive:
+		drop = cfg.ArchiveCertificate
+	}
+	if drop != nil {
 		for _, m := range g.Members() {
-			if len(m.Credential.Chain) > 0 && string(m.Credential.Chain[0]) == string(remove.cert) {
+			if len(m.Credential.Chain) > 0 && string(m.Credential.Chain[0]) == string(drop) {
 				opts.Remove = append(opts.Remove, m.Leaf)
 			}
 		}
@@ -494,7 +552,7 @@ func (gr *groupGen) commit(ctx context.Context, committer *device, add []*device
 	for _, d := range add {
 		req.Welcomes = append(req.Welcomes, gr.welcome(d.id, seq, at, c.Welcome))
 	}
-	if archive {
+	if archive == addArchive {
 		req.Welcomes = append(req.Welcomes, gr.welcome(cfg.ArchiveDevice, seq, at, c.Welcome))
 	}
 	if _, err := cfg.Store.Append(ctx, req); err != nil {
