@@ -46,18 +46,17 @@ These commands may run while 'candord serve' uses the same folder.
 // maxInputFile bounds the files the access commands read.
 const maxInputFile = 64 << 10
 
-// runAccess runs one access subcommand.
-func runAccess(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, accessUsage)
-		return errUsage
-	}
-	fs := flag.NewFlagSet("candord access "+args[0], flag.ContinueOnError)
+// subcommand makes the flags of one subcommand of access or hold, with
+// --data, which they all take, and parse, which parses args and checks
+// that --data and every flag in required are set and that nargs
+// arguments follow; otherwise it prints usage and returns errUsage.
+func subcommand(name, usage string, args []string, stderr io.Writer) (fs *flag.FlagSet, data *string, parse func(nargs int, required ...*string) error) {
+	fs = flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, accessUsage) }
-	data := fs.String("data", "", "the organisation's data folder (required)")
-	parse := func(nargs int, required ...*string) error {
-		if err := fs.Parse(args[1:]); err != nil {
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	data = fs.String("data", "", "the organisation's data folder (required)")
+	parse = func(nargs int, required ...*string) error {
+		if err := fs.Parse(args); err != nil {
 			return errUsage
 		}
 		ok := *data != "" && fs.NArg() == nargs
@@ -70,6 +69,16 @@ func runAccess(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return nil
 	}
+	return fs, data, parse
+}
+
+// runAccess runs one access subcommand.
+func runAccess(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, accessUsage)
+		return errUsage
+	}
+	fs, data, parse := subcommand("candord access "+args[0], accessUsage, args[1:], stderr)
 	switch args[0] {
 	case "request":
 		caseID := fs.String("case", "", "the case or matter id (required)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -39,24 +38,7 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprint(stderr, holdUsage)
 		return errUsage
 	}
-	fs := flag.NewFlagSet("candord hold "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, holdUsage) }
-	data := fs.String("data", "", "the organisation's data folder (required)")
-	parse := func(nargs int, required ...*string) error {
-		if err := fs.Parse(args[1:]); err != nil {
-			return errUsage
-		}
-		ok := *data != "" && fs.NArg() == nargs
-		for _, r := range required {
-			ok = ok && *r != ""
-		}
-		if !ok {
-			fs.Usage()
-			return errUsage
-		}
-		return nil
-	}
+	fs, data, parse := subcommand("candord hold "+args[0], holdUsage, args[1:], stderr)
 	switch args[0] {
 	case "set":
 		caseID := fs.String("case", "", "the case or matter id (required)")
