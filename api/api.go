@@ -163,10 +163,24 @@ type Member struct {
 // Archive is the organisation's archive as its custody ceremony published
 // it: the statement (certificate, KeyPackage, custody policy, commitments
 // and sealed shares; its SHA-256 is what invitations pin) and every
-// custodian's endorsement of it. The server serves both as they are.
+// custodian's endorsement of it. The server serves them as they are.
+//
+// After a move to a new archive key, Successions are the previous key's
+// custodians' endorsements of Statement as its successor, and Previous
+// holds the keys before it, newest first, each with its own successions,
+// so that a device that pinned any of them can walk forward to this one.
 type Archive struct {
+	Statement    []byte       `json:"statement"`
+	Endorsements [][]byte     `json:"endorsements"`
+	Successions  [][]byte     `json:"successions,omitempty"`
+	Previous     []ArchiveKey `json:"previous,omitempty"`
+}
+
+// ArchiveKey is one previous archive key in Archive's chain.
+type ArchiveKey struct {
 	Statement    []byte   `json:"statement"`
 	Endorsements [][]byte `json:"endorsements"`
+	Successions  [][]byte `json:"successions,omitempty"` // none for the organisation's first key
 }
 
 // GroupList lists the calling device's groups.

@@ -195,16 +195,23 @@ func (c *Client) Home() string { return c.home }
 
 // validateMember is the device's rule for who may be a member of its
 // groups: a device certificate under the organisation's CA, valid now, or
-// the archive this device pinned. Any other archive is refused: there is
-// one record, and the custodians' endorsements say which.
+// the archive this device pinned (or one it moved from, which a group
+// keeps until its next commit replaces it). Any other archive is refused:
+// there is one record, and the custodians' endorsements say which. An
+// archive key this device does not know yet sends it to the server once,
+// in case the organisation has just moved to it.
 func (c *Client) validateMember(ctx context.Context, _ candor.GroupID, m mlsx.Member) error {
 	if cert, err := m.Credential.Certificate(); err == nil {
 		if _, err := pki.ArchiveOf(cert); err == nil {
+			known := func(p *pinnedArchive) bool { return p.isArchive(m.Credential) || p.isPrevious(m.Credential) }
 			p, err := c.archive(ctx)
+			if err == nil && !known(p) {
+				p, err = c.freshArchive(ctx)
+			}
 			if err != nil {
 				return err
 			}
-			if !p.isArchive(m.Credential) {
+			if !known(p) {
 				return fmt.Errorf("an archive other than the organisation's: %w", ErrArchive)
 			}
 			return nil
@@ -246,8 +253,8 @@ func memberOf(m mlsx.Member) Member {
 	if cert, err := m.Credential.Certificate(); err == nil {
 		if d, err := pki.DeviceOf(cert); err == nil {
 			out.User, out.Device = d.User, d.Device
-		} else if _, err := pki.ArchiveOf(cert); err == nil {
-			out.User, out.Archive = pki.ArchiveName, true
+		} else if a, err := pki.ArchiveOf(cert); err == nil {
+			out.User, out.Archive, out.ArchiveKey = pki.ArchiveName, true, a.Key
 		}
 	}
 	return out

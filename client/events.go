@@ -36,6 +36,10 @@ type Member struct {
 	// Archive marks the organisation's archive (see Client.Archive): a
 	// member of every conversation, which keeps the record.
 	Archive bool
+	// ArchiveKey is, for the archive, the name of the archive key the
+	// conversation holds: the current one (Archive.Key), or a previous one
+	// until the conversation's next commit replaces it.
+	ArchiveKey string
 }
 
 // Group is a conversation as this device knows it.

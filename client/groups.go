@@ -299,9 +299,13 @@ func (c *Client) RemoveUsers(ctx context.Context, gid candor.GroupID, users ...c
 // lock. When another member's commit wins the epoch it drops its own,
 // catches up and tries again, a few times.
 //
-// Every commit into a group without the archive adds it, with the
-// KeyPackage this device pinned rather than one the server hands out: a
-// new group's first commit, and the second half of a replay anchor. A
+// Every commit into a group without the current archive adds it, with
+// the KeyPackage this device pinned rather than one the server hands out:
+// a new group's first commit, the second half of a replay anchor, and the
+// first commit after the organisation moved to a new archive key, which
+// also removes the previous key's leaf (the keys differ, so one commit
+// can do both; the archive is fetched again first, since that move shows
+// there). A
 // commit that takes the server's proposal to remove the archive (the
 // first half; the library cannot remove and add one signature key in one
 // commit) is followed at once by one that adds it back, so the group is
@@ -312,7 +316,7 @@ func (c *Client) RemoveUsers(ctx context.Context, gid candor.GroupID, users ...c
 // cannot read the server's proposals), it looks the members' devices up
 // and tries once more with the revoked ones removed.
 func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func(*mlsx.Group) (mlsx.CommitOptions, error)) error {
-	arch, err := c.archive(ctx)
+	arch, err := c.freshArchive(ctx)
 	if err != nil {
 		return err
 	}
@@ -329,6 +333,15 @@ func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func
 		missing := !arch.hasArchive(g)
 		if missing {
 			opts.Add = append(opts.Add, arch.keyPackage)
+		}
+		// A previous archive key leaves as the current one joins: the
+		// server's proposal may already remove it, and the library
+		// refuses a second removal of the same leaf.
+		proposed := g.ProposedRemovals()
+		for _, leaf := range arch.replaced(g) {
+			if !slices.Contains(proposed, leaf) && !slices.Contains(opts.Remove, leaf) {
+				opts.Remove = append(opts.Remove, leaf)
+			}
 		}
 		if errors.Is(err, errNothingToDo) && !missing && revoked == nil {
 			return nil

@@ -41,7 +41,10 @@ type profile struct {
 	Device  candor.DeviceID `json:"device"`
 	Name    string          `json:"name"`    // the device's display name
 	Storage devkey.Record   `json:"storage"` // where the storage key is; no secret in the clear
-	Archive []byte          `json:"archive"` // SHA-256 of the archive statement pinned at enrolment
+	Archive []byte          `json:"archive"` // SHA-256 of the archive statement pinned, at enrolment or since
+	// ArchivePrevious are the SHA-256s of the archive statements the pin
+	// moved from, oldest first (client/archive.go).
+	ArchivePrevious [][]byte `json:"archive_previous,omitempty"`
 }
 
 // EnvPassphrase is the environment variable Config.Passphrase defaults to.
@@ -254,6 +257,16 @@ func (id *identity) save(home string) error {
 		}
 	}
 	return nil
+}
+
+// saveProfile rewrites profile.json alone, for a change of what it
+// records (a new archive pin); the other files stay as they are.
+func (id *identity) saveProfile(home string) error {
+	prof, err := json.MarshalIndent(id.profile, "", "\t")
+	if err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(home, fileProfile), append(prof, '\n'))
 }
 
 // makeProfileFolder creates home, private to its owner.

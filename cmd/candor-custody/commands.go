@@ -68,9 +68,10 @@ func (c *custodianFlags) String() string     { return strings.Join(*c, " ") }
 func (c *custodianFlags) Set(v string) error { *c = append(*c, v); return nil }
 
 func (a *app) ceremony(args []string) error {
-	set := a.flags("ceremony", "-data DIR -key-id ID -k K -custodian NAME=FILE.pub ... [-lifetime D]")
+	set := a.flags("ceremony", "-data DIR -key-id ID -k K -custodian NAME=FILE.pub ... [-previous OLDID] [-lifetime D]")
 	data := set.String("data", "", "the organisation's data folder, holding ca.pem and ca.key")
 	keyID := set.String("key-id", "", "the new archive key's id, e.g. 2026")
+	previous := set.String("previous", "", "the archive key this one succeeds, when DIR already holds one")
 	k := set.Int("k", 0, "how many custodians must approve an opening")
 	lifetime := set.Duration("lifetime", ceremony.DefaultLifetime, "how long the archive key is valid")
 	var custodians custodianFlags
@@ -114,6 +115,10 @@ func (a *app) ceremony(args []string) error {
 	if err != nil {
 		return err
 	}
+	prev, err := checkPredecessor(*data, *previous)
+	if err != nil {
+		return err
+	}
 	st, err := ceremony.Run(ceremony.Config{CA: ca, KeyID: *keyID, K: *k, Custodians: cs, Now: a.now, Lifetime: *lifetime})
 	if err != nil {
 		return err
@@ -132,7 +137,17 @@ func (a *app) ceremony(args []string) error {
 		os.Remove(archiveDir)
 		return err
 	}
+	if prev != nil {
+		// Written before the statement: a folder whose statement exists
+		// always says what it succeeds.
+		if err := writeNew(filepath.Join(archiveDir, filePredecessor), predecessorLine(prev), 0o644); err != nil {
+			os.Remove(filepath.Join(archiveDir, fileKeyPackage))
+			os.Remove(archiveDir)
+			return err
+		}
+	}
 	if err := writeNew(path, st.Bytes(), 0o644); err != nil {
+		os.Remove(filepath.Join(archiveDir, filePredecessor))
 		os.Remove(filepath.Join(archiveDir, fileKeyPackage))
 		os.Remove(archiveDir)
 		return err
@@ -144,6 +159,12 @@ func (a *app) ceremony(args []string) error {
 	fmt.Fprintf(a.stdout, "Valid until %s.\nStatement: %s\nStatement hash: %s\n", st.NotAfter().Format(time.DateOnly), path, st.Hash())
 	fmt.Fprintf(a.stdout, "The seed is destroyed. Each custodian now checks their share and endorses the statement:\n")
 	fmt.Fprintf(a.stdout, "  candor-custody endorse -statement %s -key KEYFILE -ca %s\n", path, filepath.Join(*data, fileCACert))
+	if prev != nil {
+		fmt.Fprintf(a.stdout, "It succeeds archive key %q: %d of that key's %d custodians endorse it as its successor:\n",
+			prev.KeyID(), prev.Policy().K(), prev.Policy().N())
+		fmt.Fprintf(a.stdout, "  candor-custody succeed -data %s -previous %s -next %s -key KEYFILE\n", *data, prev.KeyID(), st.KeyID())
+		fmt.Fprintf(a.stdout, "Then restart candord: it serves the new key, and devices move to it.\n")
+	}
 	return nil
 }
 
@@ -286,6 +307,12 @@ func (a *app) verify(args []string) error {
 		p.K(), p.N(), ceremony.RequiredEndorsements(p))
 	a.printCustodians(st, endorsed)
 
+	succProblems, succeeded, err := a.verifySuccessions(*stPath, st)
+	if err != nil {
+		return err
+	}
+	problems = append(problems, succProblems...)
+
 	verifyErr := ceremony.Verify(st, endorsements, ca, a.now())
 	switch {
 	case checkErr != nil || len(problems) > 0:
@@ -294,6 +321,9 @@ func (a *app) verify(args []string) error {
 		// Sound, and every endorsement present is valid: only missing
 		// ones remain.
 		fmt.Fprintf(a.stdout, "NOT YET ENDORSED by every custodian: clients must not pin it.\n")
+		return errUnendorsed
+	case !succeeded:
+		fmt.Fprintf(a.stdout, "NOT YET SUCCEEDED by enough of the previous key's custodians: devices will not move to it.\n")
 		return errUnendorsed
 	}
 	fmt.Fprintf(a.stdout, "Endorsed by every custodian: clients may pin statement %s.\n", st.Hash())

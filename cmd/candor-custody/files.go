@@ -182,11 +182,16 @@ func checkKeyID(id string) error {
 // letter, digit, '.', '_' or '-' replaced by '_', so that it stays one
 // file name. verify finds endorsements by their content, not their names.
 func endorsementPath(statement, name string) string {
-	safe := strings.Map(func(r rune) rune {
+	return statement + ".endorsement." + safeName(name)
+}
+
+// safeName is name with every character other than a letter, digit, '.',
+// '_' or '-' replaced by '_'.
+func safeName(name string) string {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-", r) {
 			return r
 		}
 		return '_'
 	}, name)
-	return statement + ".endorsement." + safe
 }

@@ -3,8 +3,9 @@
 // (docs/design/custody.md, "Ceremony and endorsement"):
 //
 //	candor-custody keygen -name NAME -out FILE
-//	candor-custody ceremony -data DIR -key-id ID -k K -custodian NAME=FILE.pub ...
+//	candor-custody ceremony -data DIR -key-id ID -k K -custodian NAME=FILE.pub ... [-previous OLDID]
 //	candor-custody endorse -statement FILE -key KEYFILE -ca CA.pem
+//	candor-custody succeed -data DIR -previous OLDID -next NEWID -key KEYFILE
 //	candor-custody verify -statement FILE -ca CA.pem
 //	candor-custody approve -bundle FILE -access-key access.pub -statement FILE -key KEYFILE -out APPROVAL [-yes]
 //
@@ -42,20 +43,30 @@ Usage:
       passphrase you choose (keep both to yourself); FILE.pub gets the public
       key to hand to the ceremony. Prints the key's fingerprint.
 
-  candor-custody ceremony -data DIR -key-id ID -k K -custodian NAME=FILE.pub ... [-lifetime D]
+  candor-custody ceremony -data DIR -key-id ID -k K -custodian NAME=FILE.pub ... [-previous OLDID] [-lifetime D]
       Create the organisation's archive key ID with the CA in DIR (ca.pem,
       ca.key): k of the n custodians named will be needed to open it. Writes
       the public archive statement to DIR/archive/ID/statement. Refuses an
-      ID that already exists.
+      ID that already exists. In a folder that already has an archive key,
+      -previous names the key this one succeeds (moving to a new key).
 
   candor-custody endorse -statement FILE -key KEYFILE -ca CA.pem
       As a custodian: check the statement against the organisation's CA,
       open your sealed share, check it against the published commitments,
       and sign the statement. Writes FILE.endorsement.NAME.
 
+  candor-custody succeed -data DIR -previous OLDID -next NEWID -key KEYFILE
+      As a custodian of archive key OLDID: check the new key NEWID against
+      the organisation's CA and that it names OLDID as its predecessor, and
+      endorse it as OLDID's successor with your OLDID custodian key. Writes
+      DIR/archive/NEWID/statement.succession.NAME. Devices move to NEWID
+      once K of OLDID's custodians have done so and all of NEWID's have
+      endorsed it.
+
   candor-custody verify -statement FILE -ca CA.pem
       Check the statement and every FILE.endorsement.* beside it; print the
-      policy, the custodians and who has endorsed.
+      policy, the custodians and who has endorsed. For a key that succeeds
+      another, check every FILE.succession.* too and who has signed one.
 
   candor-custody approve -bundle FILE -access-key access.pub -statement FILE -key KEYFILE -out APPROVAL [-yes]
       As a custodian: check an opening request (the bundle candord access
@@ -72,6 +83,7 @@ Exit status:
   1  failure: bad input, a failed check, a wrong passphrase
   2  bad command line
   3  verify: the statement is sound but not yet endorsed by every custodian
+     (or, for a successor, by K of the previous key's custodians)
 `
 
 func main() {
@@ -95,6 +107,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		"keygen":   a.keygen,
 		"ceremony": a.ceremony,
 		"endorse":  a.endorse,
+		"succeed":  a.succeed,
 		"verify":   a.verify,
 		"approve":  a.approve,
 	}

@@ -52,12 +52,13 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkorg":      cmdMkorg,
-			"serverload": cmdServerLoad,
-			"status":     cmdStatus,
-			"swapsealed": cmdSwapSealed,
-			"flipbyte":   cmdFlipByte,
-			"noleaks":    cmdNoLeaks,
+			"mkorg":       cmdMkorg,
+			"serverload":  cmdServerLoad,
+			"serverchain": cmdServerChain,
+			"status":      cmdStatus,
+			"swapsealed":  cmdSwapSealed,
+			"flipbyte":    cmdFlipByte,
+			"noleaks":     cmdNoLeaks,
 		},
 	})
 }
@@ -84,6 +85,41 @@ func cmdServerLoad(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if !bytes.Contains(a.Statement, a.KeyPackage) {
 		ts.Fatalf("the server's archive KeyPackage is not the statement's")
+	}
+}
+
+// cmdServerChain checks the archive chain the server reads from the data
+// folder DIR: the current key first, then each key before it, by key id
+// (each key's statement as the tool wrote it).
+func cmdServerChain(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: serverchain DIR KEYID...")
+	}
+	dir := ts.MkAbs(args[0])
+	a, err := server.LoadArchive(dir)
+	if neg {
+		if err == nil {
+			ts.Fatalf("the server reads the folder")
+		}
+		ts.Logf("the server refuses the folder: %v", err)
+		return
+	}
+	ts.Check(err)
+	for i, id := range args[1:] {
+		if a == nil {
+			ts.Fatalf("the server's chain ends after %d keys, want %d", i, len(args)-1)
+		}
+		want := readStatementFile(ts, filepath.Join(args[0], "archive", id, "statement"))
+		if !bytes.Equal(a.Statement, want) {
+			ts.Fatalf("key %d of the server's chain is not archive key %s", i+1, id)
+		}
+		if i > 0 && len(a.Successions) != 0 {
+			ts.Fatalf("archive key %s, the first, has successions", id)
+		}
+		a = a.Previous
+	}
+	if a != nil {
+		ts.Fatalf("the server's chain is longer than %d keys", len(args)-1)
 	}
 }
 

@@ -337,9 +337,11 @@ func runMembers(ctx context.Context, e *env, args []string) error {
 // who can open the record, and how. Every conversation has one; a list
 // without it would be a refusal to send (client.ErrNotArchived).
 func printArchive(ctx context.Context, e *env, ms []client.Member) error {
-	if !slices.ContainsFunc(ms, func(m client.Member) bool { return m.Archive }) {
+	i := slices.IndexFunc(ms, func(m client.Member) bool { return m.Archive })
+	if i < 0 {
 		return client.ErrNotArchived
 	}
+	held := ms[i].ArchiveKey
 	a, err := e.c.Archive(ctx)
 	if errors.Is(err, client.ErrUnreachable) {
 		fmt.Fprintln(e.out, "  archive: the organisation's record (its custody policy needs the server; you are offline)")
@@ -348,7 +350,14 @@ func printArchive(ctx context.Context, e *env, ms []client.Member) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.out, "  archive: %s's record of this conversation, key %q\n", a.Organisation, a.Key)
+	if held != a.Key {
+		// The organisation moved to a new archive key; this conversation
+		// still holds the one before until its next commit.
+		fmt.Fprintf(e.out, "  archive: %s's record of this conversation, previous key %q; the next message moves it to key %q\n",
+			a.Organisation, held, a.Key)
+	} else {
+		fmt.Fprintf(e.out, "  archive: %s's record of this conversation, key %q\n", a.Organisation, a.Key)
+	}
 	fmt.Fprintf(e.out, "    opened only by %d of its %d custodians together, after a public log entry ('candor audit'):\n", a.K, a.N)
 	fmt.Fprintf(e.out, "    %s\n", strings.Join(a.Custodians, "; "))
 	return nil

@@ -660,6 +660,21 @@ type CommitOptions struct {
 	Remove []uint32 // leaves to remove
 }
 
+// ProposedRemovals returns the leaves that proposals received and not yet
+// committed remove. Commit takes those proposals in by reference, and the
+// library refuses a commit that also removes one of their leaves itself.
+func (g *Group) ProposedRemovals() []uint32 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []uint32
+	for _, sp := range g.lg.StoredProposals() {
+		if p := sp.Proposal; p != nil && p.Type == group.ProposalTypeRemove && p.Remove != nil {
+			out = append(out, uint32(p.Remove.Removed))
+		}
+	}
+	return out
+}
+
 // Commit is a commit this device made, not yet confirmed.
 type Commit struct {
 	Message []byte       // the commit, a PublicMessage, for the group's log

@@ -10,6 +10,7 @@ import (
 
 	"candor"
 	"candor/internal/mlsx"
+	"candor/internal/store"
 )
 
 // Replay anchors (docs/design/journal.md, "Retention and replay anchors").
@@ -33,16 +34,16 @@ const DefaultAnchorInterval = 30 * 24 * time.Hour
 
 // ProposeAnchors proposes an anchor in every group that is due one: its
 // archive's latest Welcome is older than the anchor interval and its log
-// has moved on since. A group whose proposal is still pending, or whose
+// has moved on since. After a move to a new archive key (archive.go) it
+// also proposes, at once, removing the previous key's leaf from every
+// group that still holds one: the member who commits that proposal adds
+// the current key in the same commit, which the MLS library allows for
+// two different keys. A group whose proposal is still pending, or whose
 // archive is out for the anchor in progress, gets none. It returns how
 // many it proposed; a group that fails does not stop the others.
 func (s *Server) ProposeAnchors(ctx context.Context) (int, error) {
-	if s.archive == nil || s.anchorInterval < 0 {
+	if s.archive == nil || s.anchorInterval < 0 && len(s.archive.previous) == 0 {
 		return 0, nil
-	}
-	arch, err := s.store.Device(ctx, s.archive.device)
-	if err != nil {
-		return 0, fmt.Errorf("server: anchors: the archive's device: %w", err)
 	}
 	ids, err := s.store.GroupIDs(ctx)
 	if err != nil {
@@ -55,11 +56,19 @@ func (s *Server) ProposeAnchors(ctx context.Context) (int, error) {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		due, err := s.anchorDue(ctx, id, cutoff)
-		if err == nil && due {
-			if err = s.proposeRemoval(ctx, id, arch); err == nil {
+		k, err := s.anchorDue(ctx, id, cutoff)
+		if err == nil && k != nil {
+			var arch store.Device
+			if arch, err = s.store.Device(ctx, k.device); err == nil {
+				err = s.proposeRemoval(ctx, id, arch)
+			}
+			if err == nil {
 				n++
-				s.log.LogAttrs(ctx, slog.LevelInfo, "anchor proposed", slog.String(keyGroup, id.String()))
+				msg := "anchor proposed"
+				if k != &s.archive.archiveKey {
+					msg = "previous archive key's removal proposed"
+				}
+				s.log.LogAttrs(ctx, slog.LevelInfo, msg, slog.String(keyGroup, id.String()), slog.String(keyArchiveKey, k.key))
 			}
 		}
 		if err != nil {
@@ -69,30 +78,50 @@ func (s *Server) ProposeAnchors(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// anchorDue reports whether group id needs an anchor: the archive's
-// latest Welcome to it came before cutoff, entries followed it, and no
-// anchor is under way (the archive's removal proposed, or the archive
-// out). A group the archive never joined is at epoch 0, and its first
-// commit adds the archive.
-func (s *Server) anchorDue(ctx context.Context, id candor.GroupID, cutoff time.Time) (bool, error) {
-	ws, err := s.store.WelcomeSeqs(ctx, s.archive.device, id)
-	if err != nil || len(ws) == 0 {
-		return false, err
-	}
-	last := ws[len(ws)-1]
-	if !last.Time.Before(cutoff) {
-		return false, nil
+// anchorDue returns the archive key whose leaf the server should propose
+// removing from group id, or nil: a previous key, at once; the current
+// key, when the archive's latest Welcome to the group (from any of its
+// keys) came before cutoff and entries followed it. Nothing is due while
+// such a proposal is pending or the archive is out. A group the archive
+// never joined is at epoch 0, and its first commit adds the archive.
+func (s *Server) anchorDue(ctx context.Context, id candor.GroupID, cutoff time.Time) (*archiveKey, error) {
+	var last *store.WelcomeRef
+	if len(s.archive.previous) == 0 {
+		// The common case reads no roster for a group not due.
+		ws, err := s.archiveWelcomes(ctx, id)
+		if err != nil || len(ws) == 0 || !ws[len(ws)-1].Time.Before(cutoff) {
+			return nil, err
+		}
+		last = &ws[len(ws)-1]
 	}
 	g, err := s.store.Group(ctx, id)
-	if err != nil || g.Head == last.Seq {
-		return false, err
+	if err != nil || g.Epoch == 0 {
+		return nil, err
 	}
 	roster, err := mlsx.UnmarshalRoster(g.Roster)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	leaf := s.archiveLeaf(roster)
-	return leaf >= 0 && !proposed(roster, removeProposal(uint32(leaf))), nil
+	leaf, k := s.archiveLeaf(roster)
+	switch {
+	case leaf < 0 || proposed(roster, removeProposal(uint32(leaf))):
+		return nil, nil
+	case k != &s.archive.archiveKey:
+		return k, nil
+	case s.anchorInterval < 0:
+		return nil, nil
+	}
+	if last == nil {
+		ws, err := s.archiveWelcomes(ctx, id)
+		if err != nil || len(ws) == 0 || !ws[len(ws)-1].Time.Before(cutoff) {
+			return nil, err
+		}
+		last = &ws[len(ws)-1]
+	}
+	if g.Head == last.Seq {
+		return nil, nil
+	}
+	return k, nil
 }
 
 // proposed reports whether the server's proposal p is pending in roster.
@@ -111,19 +140,30 @@ func proposed(roster *mlsx.Roster, p []byte) bool {
 // Only the server's own proposal counts: a member's cannot take the
 // archive out.
 func (s *Server) anchorRemoval(roster, next *mlsx.Roster) bool {
-	if s.archive == nil || s.archiveLeaf(next) >= 0 {
+	if s.archive == nil {
 		return false
 	}
-	leaf := s.archiveLeaf(roster)
+	if leaf, _ := s.archiveLeaf(next); leaf >= 0 {
+		return false
+	}
+	leaf, _ := s.archiveLeaf(roster)
 	return leaf >= 0 && proposed(roster, removeProposal(uint32(leaf)))
 }
 
-// archiveLeaf returns the archive's leaf in roster, or -1.
-func (s *Server) archiveLeaf(roster *mlsx.Roster) int {
+// archiveLeaf returns the leaf in roster of an archive key the server
+// holds, and that key; -1 and nil if there is none.
+func (s *Server) archiveLeaf(roster *mlsx.Roster) (int, *archiveKey) {
+	keys := s.archive.keys()
 	for _, m := range roster.Members() {
-		if len(m.Credential.Chain) > 0 && bytes.Equal(fingerprint(m.Credential.Chain[0]), s.archive.fingerprint) {
-			return int(m.Leaf)
+		if len(m.Credential.Chain) == 0 {
+			continue
+		}
+		fp := fingerprint(m.Credential.Chain[0])
+		for _, k := range keys {
+			if bytes.Equal(fp, k.fingerprint) {
+				return int(m.Leaf), k
+			}
 		}
 	}
-	return -1
+	return -1, nil
 }

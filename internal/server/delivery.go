@@ -187,7 +187,7 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 			// without the archive, which that commit must add.
 			return api.SendResponse{}, fail(api.CodePolicy, "the group has no archive yet: its first commit adds it", nil)
 		}
-		if s.archive == nil || !slices.Contains(members, s.archive.device) {
+		if !s.hasArchive(members) {
 			// Between the two commits of a replay anchor: the next
 			// commit must add the archive back before anyone writes.
 			return api.SendResponse{}, fail(api.CodePolicy, "the archive is out of the group for a replay anchor: the next commit adds it back", nil)
@@ -215,7 +215,7 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 		}
 		app.Roster, app.Epoch = raw, next.Epoch
 		if info.Content == mlsx.ContentCommit {
-			devices, err := s.checkMembers(ctx, id, next.Members(), s.anchorRemoval(roster, next))
+			devices, err := s.checkMembers(ctx, id, next.Members(), members, s.anchorRemoval(roster, next))
 			if err != nil {
 				return api.SendResponse{}, err
 			}
@@ -314,10 +314,11 @@ func (s *Server) applyError(ctx context.Context, g store.Group, info mlsx.Info, 
 
 // checkMembers applies the built-in policy and then the configured one to
 // the member list a commit leads to, and returns the member devices.
-// archiveOut allows the list to lack the archive: the commit takes the
-// server's proposal to remove it, for a replay anchor.
-func (s *Server) checkMembers(ctx context.Context, id candor.GroupID, members []mlsx.Member, archiveOut bool) ([]candor.DeviceID, error) {
-	devices, err := s.memberDevices(ctx, members, archiveOut)
+// before are the member devices before the commit. archiveOut allows the
+// list to lack the archive: the commit takes the server's proposal to
+// remove it, for a replay anchor.
+func (s *Server) checkMembers(ctx context.Context, id candor.GroupID, members []mlsx.Member, before []candor.DeviceID, archiveOut bool) ([]candor.DeviceID, error) {
+	devices, err := s.memberDevices(ctx, members, before, archiveOut)
 	switch {
 	case errors.Is(err, errPolicy):
 		return nil, fail(api.CodePolicy, "the member list would hold a device that is not enrolled, or revoked", err)

@@ -37,10 +37,13 @@ var errPolicy = fmt.Errorf("server: member list refused: %w", candor.ErrPermissi
 // unrevoked device's (found by its SHA-256 fingerprint) and certifies the
 // leaf's signature key, no device may hold two leaves, and the
 // organisation's archive, which the directory holds as a device, must be
-// one of them (requireArchive) unless archiveOut, the first half of a
-// replay anchor (anchor.go). It returns the member devices in leaf order. Store failures are returned as they are;
-// refusals wrap errPolicy.
-func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member, archiveOut bool) ([]candor.DeviceID, error) {
+// one of them (requireArchive, which before, the member devices before
+// the commit, lets keep a previous archive key) unless archiveOut, the
+// first half of a replay anchor (anchor.go). An archive key the server
+// does not hold (no longer in the data folder, or expired) is never a
+// member. It returns the member devices in leaf order. Store failures are
+// returned as they are; refusals wrap errPolicy.
+func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member, before []candor.DeviceID, archiveOut bool) ([]candor.DeviceID, error) {
 	out := make([]candor.DeviceID, 0, len(members))
 	seen := make(map[candor.DeviceID]bool, len(members))
 	for _, m := range members {
@@ -68,6 +71,8 @@ func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member, archi
 			return nil, fmt.Errorf("leaf %d: device %s is revoked: %w", m.Leaf, d.ID, errPolicy)
 		case seen[d.ID]:
 			return nil, fmt.Errorf("leaf %d: device %s holds another leaf: %w", m.Leaf, d.ID, errPolicy)
+		case d.User == archiveUser && (s.archive == nil || s.archive.keyOf(d.ID) == nil):
+			return nil, fmt.Errorf("leaf %d: archive device %s is not a key this server holds: %w", m.Leaf, d.ID, errPolicy)
 		}
 		seen[d.ID] = true
 		out = append(out, d.ID)
@@ -75,7 +80,7 @@ func (s *Server) memberDevices(ctx context.Context, members []mlsx.Member, archi
 	if archiveOut {
 		return out, nil
 	}
-	if err := s.requireArchive(out); err != nil {
+	if err := s.requireArchive(out, before); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -97,7 +97,7 @@ func (s *Server) heldGroups(ctx context.Context, log *access.Log) (map[candor.Gr
 // server stopped between logging it and finishing it) is finished without
 // a second record.
 func (s *Server) retainGroup(ctx context.Context, log *access.Log, id candor.GroupID, cutoff, now time.Time) (*access.Deletion, error) {
-	ws, err := s.store.WelcomeSeqs(ctx, s.archive.device, id)
+	ws, err := s.archiveWelcomes(ctx, id)
 	if err != nil {
 		return nil, err
 	}

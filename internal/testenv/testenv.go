@@ -11,12 +11,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,7 +53,23 @@ type Env struct {
 	ln        *trackingListener
 	hs        *http.Server
 	serverLog *lockedBuffer
+	// configure and logger make the server's configuration from the data
+	// folder, again at each Restart.
+	configure []func(*server.Config)
+	logger    *slog.Logger
+	handler   *swapHandler
+	stop      context.CancelFunc // ends the running server's background work
 }
+
+// swapHandler serves with the running server's handler, which Restart
+// replaces while the listener stays.
+type swapHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
 
 func openStore(ctx context.Context, path string) (store.Store, error) {
 	return sqlstore.Open(ctx, path)
@@ -76,18 +94,14 @@ func New(t *testing.T, configure ...func(*server.Config)) *Env {
 		t.Fatalf("testenv: open: %v", err)
 	}
 	archive := holdCeremony(t, dir, data)
-	cfg := data.Config()
 	// The server logs at debug level into a buffer the test can search, as
 	// well as wherever the test's logger goes.
 	serverLog := &lockedBuffer{}
-	cfg.Logger = slog.New(teeHandler{
+	serverLogger := slog.New(teeHandler{
 		slog.NewJSONHandler(serverLog, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		logger.Handler(),
 	}).With("side", "server")
-	for _, f := range configure {
-		f(&cfg)
-	}
-	srv, err := server.New(ctx, cfg)
+	srv, stop, err := startServer(ctx, data, serverLogger, configure)
 	if err != nil {
 		t.Fatalf("testenv: server: %v", err)
 	}
@@ -98,7 +112,9 @@ func New(t *testing.T, configure ...func(*server.Config)) *Env {
 	ln := &trackingListener{Listener: l, conns: map[net.Conn]bool{}}
 	// net/http's own messages are discarded: tests make clients refuse
 	// handshakes on purpose.
-	hs := server.NewHTTPServer(srv.Handler(), srv.TLSConfig(data.TLSCert), nil)
+	handler := &swapHandler{}
+	handler.set(srv.Handler())
+	hs := server.NewHTTPServer(handler, srv.TLSConfig(data.TLSCert), nil)
 	e := &Env{
 		Dir:        dir,
 		Addr:       l.Addr().String(),
@@ -110,6 +126,10 @@ func New(t *testing.T, configure ...func(*server.Config)) *Env {
 		data:       data,
 		ln:         ln,
 		hs:         hs,
+		configure:  configure,
+		logger:     serverLogger,
+		handler:    handler,
+		stop:       stop,
 	}
 	done := make(chan struct{})
 	go func() {
@@ -123,7 +143,8 @@ func New(t *testing.T, configure ...func(*server.Config)) *Env {
 		_ = hs.Close()
 		ln.dropAll()
 		<-done
-		if err := data.Close(); err != nil {
+		e.stop()
+		if err := e.data.Close(); err != nil {
 			t.Errorf("testenv: closing the store: %v", err)
 		}
 	})
@@ -147,6 +168,72 @@ func holdCeremony(t *testing.T, dir string, data *server.DataDir) ceremonytest.A
 		t.Fatalf("testenv: %v", err)
 	}
 	return a
+}
+
+// startServer makes a server from the data folder's configuration, with
+// logger and the test's configure functions applied; stop ends its
+// background work.
+func startServer(ctx context.Context, data *server.DataDir, logger *slog.Logger, configure []func(*server.Config)) (*server.Server, context.CancelFunc, error) {
+	cfg := data.Config()
+	cfg.Logger = logger
+	for _, f := range configure {
+		f(&cfg)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return srv, stop, nil
+}
+
+// Restart stops the server, closes its data folder, and starts it again
+// on the same folder and address, as an operator restarting candord does
+// (after a custody ceremony, say: the archive is read from the folder
+// again). Every connection is dropped; clients reconnect, and meanwhile
+// are told the server is unavailable.
+func (e *Env) Restart(t *testing.T) {
+	t.Helper()
+	e.handler.set(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "restarting", http.StatusServiceUnavailable)
+	}))
+	e.ln.dropAll()
+	e.stop()
+	if err := e.data.Close(); err != nil {
+		t.Fatalf("testenv: restart: closing the data folder: %v", err)
+	}
+	data, err := server.Open(t.Context(), e.Dir, openStore)
+	if err != nil {
+		t.Fatalf("testenv: restart: %v", err)
+	}
+	e.data = data
+	srv, stop, err := startServer(t.Context(), data, e.logger, e.configure)
+	if err != nil {
+		t.Fatalf("testenv: restart: %v", err)
+	}
+	e.Server, e.stop = srv, stop
+	e.handler.set(srv.Handler())
+}
+
+// Succeed holds a second custody ceremony, for a new archive key of
+// generation gen with custodians of its own, has the first successions
+// custodians of prev (ceremonytest.Threshold make it valid) endorse it as
+// prev's successor, and writes it into the data folder as
+// cmd/candor-custody does. The running server does not see it until
+// Restart.
+func (e *Env) Succeed(t *testing.T, prev ceremonytest.Archive, gen, successions int) ceremonytest.Archive {
+	t.Helper()
+	ca, ok := e.data.CA.(*pki.CA)
+	if !ok {
+		t.Fatalf("testenv: the data folder's CA is a %T", e.data.CA)
+	}
+	next := ceremonytest.Succeed(t, ca, time.Now(), fmt.Sprintf("%s-%d", ceremonytest.KeyID, gen), prev, successions)
+	st := next.Statement
+	if err := server.PublishSuccessor(e.Dir, st.KeyID(), st.Bytes(), st.KeyPackage(), next.Endorsements, prev.Statement.Bytes(), next.Successions); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return next
 }
 
 // Invite makes an invitation code for user, valid for an hour.
