@@ -19,6 +19,7 @@ import (
 	"candor/client"
 	"candor/internal/access"
 	"candor/internal/archive"
+	"candor/internal/ceremony/ceremonytest"
 	"candor/internal/custody"
 	"candor/internal/journal"
 	"candor/internal/server"
@@ -35,6 +36,7 @@ type opener struct {
 	key  note.Verifier // access.pub, as the custodians were given it
 	dir  string        // the opener's working folder
 	stmt string        // the archive statement's file
+	arch ceremonytest.Archive
 }
 
 func newOpener(t *testing.T, env *testenv.Env) *opener {
@@ -53,11 +55,19 @@ func newOpener(t *testing.T, env *testenv.Env) *opener {
 		t.Fatal(err)
 	}
 	o := &opener{t: t, env: env, log: l, key: v, dir: t.TempDir()}
-	o.stmt = o.path("statement")
-	if err := os.WriteFile(o.stmt, env.Archive.Statement.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	o.use(env.Archive)
 	return o
+}
+
+// use makes a the archive key the opener opens, and whose custodians
+// approve.
+func (o *opener) use(a ceremonytest.Archive) {
+	o.t.Helper()
+	o.arch = a
+	o.stmt = o.path("statement." + a.Statement.KeyID())
+	if err := os.WriteFile(o.stmt, a.Statement.Bytes(), 0o644); err != nil {
+		o.t.Fatal(err)
+	}
 }
 
 func (o *opener) path(name string) string { return filepath.Join(o.dir, name) }
@@ -137,7 +147,7 @@ func (o *opener) approve(index int64, i int) string {
 	if err != nil {
 		o.t.Fatal(err)
 	}
-	st, key := o.env.Archive.Statement, o.env.Archive.Keys[i]
+	st, key := o.arch.Statement, o.arch.Keys[i]
 	slot, err := st.Policy().IndexOf(key.PublicKey())
 	if err != nil {
 		o.t.Fatal(err)
