@@ -197,8 +197,9 @@ type SendRequest struct {
 
 // SendResponse acknowledges a message: it is durably in the log at Seq.
 type SendResponse struct {
-	Seq   uint64 `json:"seq"`
-	Epoch uint64 `json:"epoch"` // the group's epoch after the message
+	Seq   uint64    `json:"seq"`
+	Epoch uint64    `json:"epoch"` // the group's epoch after the message
+	Time  time.Time `json:"time"`  // the entry's time, as the log (and its chain hash) holds it
 }
 
 // Entry is one message of a group's log.
@@ -214,6 +215,12 @@ type Entry struct {
 type Log struct {
 	Entries []Entry `json:"entries"`
 	More    bool    `json:"more"` // more entries follow this page
+	// Prev is the journal chain hash (package internal/journal) of the
+	// entry before the first one of the page, which the first entry's
+	// hash chains to: the journal's genesis hash before entry 1, the
+	// log's start hash on a log whose prefix was deleted. Omitted with no
+	// entries.
+	Prev []byte `json:"prev,omitempty"`
 }
 
 // Cursor acknowledges a group's log up to and including Seq.

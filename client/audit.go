@@ -1,30 +1,16 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
-
-	"golang.org/x/mod/sumdb/note"
 
 	"candor"
 	"candor/api"
 	"candor/internal/access"
 	"candor/internal/translog"
-)
-
-// The access log's files in the profile folder.
-const (
-	fileAccessKey        = "access.pub"        // the log's verifier key, pinned at first use
-	fileAccessCheckpoint = "access.checkpoint" // the last signed checkpoint this device checked
-	fileAccessPresented  = "access.presented"  // a signed checkpoint that contradicts it, kept as evidence
 )
 
 // ErrAccessKeyChanged reports that the server presents another access log
@@ -151,46 +137,19 @@ type AuditDeletion struct {
 // this build does not know included, wraps access.ErrMalformed, so that a
 // device too old for the log fails rather than show part of it.
 func (c *Client) Audit(ctx context.Context) (*AuditReport, error) {
-	key, err := c.accessKey(ctx)
+	lc, err := c.openLog(ctx, accessLog)
 	if err != nil {
 		return nil, err
 	}
-	trustedNote, _, err := readOptional(filepath.Join(c.home, fileAccessCheckpoint))
-	if err != nil {
-		return nil, err
-	}
-	v, err := translog.NewVerifier(translog.VerifierConfig{Key: key, Trusted: trustedNote})
-	if err != nil {
-		return nil, fmt.Errorf("audit: the checkpoint kept in %s: %w", filepath.Join(c.home, fileAccessCheckpoint), err)
-	}
-	trusted, _ := v.Trusted()
 	var cp api.AccessCheckpoint
-	if err := c.tr.call(ctx, "GET", fmt.Sprintf("%s?since=%d", api.PathAccessCheckpoint, trusted.Size), nil, &cp); err != nil {
+	if err := c.tr.call(ctx, "GET", fmt.Sprintf("%s?since=%d", api.PathAccessCheckpoint, lc.trustedSize()), nil, &cp); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
-	var proof translog.ConsistencyProof
-	if err := proof.UnmarshalText(cp.Proof); err != nil {
-		return nil, fmt.Errorf("audit: the server's consistency proof: %w: %w", ErrProtocol, err)
-	}
-	current, err := v.Update(cp.Checkpoint, proof)
-	if ie, ok := errors.AsType[*translog.InconsistentError](err); ok {
-		c.log.Error("the access log is inconsistent with the checkpoint this device kept", keyErr, err.Error())
-		// The two signed checkpoints together are evidence against the
-		// log; the trusted one is already kept.
-		if werr := writeFile(filepath.Join(c.home, fileAccessPresented), ie.PresentedNote); werr != nil {
-			return nil, errors.Join(fmt.Errorf("audit: %w", err), fmt.Errorf("audit: keeping the evidence: %w", werr))
-		}
-		return nil, fmt.Errorf("audit: %w (evidence kept in %s and %s)", err, filepath.Join(c.home, fileAccessCheckpoint), filepath.Join(c.home, fileAccessPresented))
-	}
+	current, err := lc.update(cp.Checkpoint, cp.Proof)
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, err
 	}
-	if _, signed := v.Trusted(); !bytes.Equal(signed, trustedNote) {
-		if err := writeFile(filepath.Join(c.home, fileAccessCheckpoint), signed); err != nil {
-			return nil, fmt.Errorf("audit: keeping the checkpoint: %w", err)
-		}
-	}
-	records, err := c.accessRecords(ctx, v, current.Size)
+	records, err := c.accessRecords(ctx, lc.v, current.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -268,33 +227,6 @@ func auditEntry(cs *access.Case, mine []candor.GroupID, me candor.UserID) AuditE
 	return e
 }
 
-// accessKey returns the access log's key, pinning it at first use.
-func (c *Client) accessKey(ctx context.Context) (note.Verifier, error) {
-	var k api.AccessKey
-	if err := c.tr.call(ctx, "GET", api.PathAccessKey, nil, &k); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
-	}
-	served, err := note.NewVerifier(k.Key)
-	if err != nil {
-		return nil, fmt.Errorf("audit: the server's access log key: %w: %v", ErrProtocol, err)
-	}
-	path := filepath.Join(c.home, fileAccessKey)
-	pinned, found, err := readOptional(path)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		if err := writeFile(path, []byte(k.Key+"\n")); err != nil {
-			return nil, fmt.Errorf("audit: pinning the access log's key: %w", err)
-		}
-		return served, nil
-	}
-	if want := strings.TrimSpace(string(pinned)); want != k.Key {
-		return nil, fmt.Errorf("audit: the server presents %s, this device pinned %s (in %s): %w", k.Key, want, path, ErrAccessKeyChanged)
-	}
-	return served, nil
-}
-
 // accessRecords fetches the first size records and checks each one's
 // inclusion under the checkpoint v trusts, of that size.
 func (c *Client) accessRecords(ctx context.Context, v *translog.Verifier, size int64) ([]access.Record, error) {
@@ -334,17 +266,4 @@ func (c *Client) accessRecords(ctx context.Context, v *translog.Verifier, size i
 		}
 	}
 	return out, nil
-}
-
-// readOptional reads a profile file that may not exist yet, and reports
-// whether it did.
-func readOptional(path string) ([]byte, bool, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return b, true, nil
 }

@@ -353,9 +353,9 @@ func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func
 		if err != nil {
 			return fmt.Errorf("committing to %s: %w", gid, err)
 		}
-		seq, err := c.post(ctx, gid, api.SendRequest{Message: cm.Message, Welcome: cm.Welcome})
+		seq, at, err := c.post(ctx, gid, api.SendRequest{Message: cm.Message, Welcome: cm.Welcome})
 		if err == nil {
-			if err := c.adoptCommit(ctx, g, gid, seq); err != nil {
+			if err := c.adoptCommit(ctx, g, gid, seq, at, cm.Message); err != nil {
 				return err
 			}
 			if g, err = c.group(ctx, gid); err != nil {
@@ -400,21 +400,24 @@ func (c *Client) commitLocked(ctx context.Context, gid candor.GroupID, plan func
 	return ErrBusy
 }
 
-// adoptCommit makes this device's commit, accepted at seq, its group's
-// state. When the cursor is just before it, Confirm does; otherwise the
-// entries in between are processed first, in order, and the commit is
-// adopted when its turn comes.
-func (c *Client) adoptCommit(ctx context.Context, g *mlsx.Group, gid candor.GroupID, seq uint64) error {
-	cur, err := c.cursor(ctx, gid)
+// adoptCommit makes this device's commit msg, accepted at seq at time at
+// (zero when unknown), its group's state. When the cursor is just before
+// it, Confirm does; otherwise, or when the journal chain cannot be moved
+// along without reading the commit back (see ownProgress), the entries up
+// to it are processed from the log, in order, and the commit is adopted
+// when its turn comes.
+func (c *Client) adoptCommit(ctx context.Context, g *mlsx.Group, gid candor.GroupID, seq uint64, at time.Time, msg []byte) error {
+	conv, err := c.conversation(ctx, gid)
 	if err != nil {
 		return err
 	}
-	if cur+1 == seq {
+	cur := conv.Cursor
+	if p, ok := c.ownProgress(conv, seq, at, msg); ok && cur+1 == seq {
 		ev, err := g.Confirm(ctx)
 		if err != nil {
 			return err
 		}
-		if err := c.store.Advance(ctx, devstore.Progress{Group: gid, Seq: seq}, c.now()); err != nil {
+		if err := c.store.Advance(ctx, p, c.now()); err != nil {
 			return err
 		}
 		c.ack(ctx, gid, seq)
@@ -435,31 +438,32 @@ func (c *Client) adoptCommit(ctx context.Context, g *mlsx.Group, gid candor.Grou
 	return nil
 }
 
-// post appends one message to a group's log and returns its position. A
-// request whose outcome is unknown (the connection broke, the server
-// failed) is sent again, identically: if the first one landed, the server
-// answers replay with its position.
-func (c *Client) post(ctx context.Context, gid candor.GroupID, req api.SendRequest) (uint64, error) {
+// post appends one message to a group's log and returns its position and
+// the time the log holds it at. A request whose outcome is unknown (the
+// connection broke, the server failed) is sent again, identically: if the
+// first one landed, the server answers replay with its position, and the
+// time is then zero (unknown).
+func (c *Client) post(ctx context.Context, gid candor.GroupID, req api.SendRequest) (uint64, time.Time, error) {
 	p := path(api.PathMessages, "group", gid.String())
 	for try := 0; ; try++ {
 		var resp api.SendResponse
 		err := c.tr.call(ctx, "POST", p, req, &resp)
 		if err == nil {
-			return resp.Seq, nil
+			return resp.Seq, resp.Time, nil
 		}
 		if se := serverError(err); se != nil && se.Code == api.CodeReplay {
-			return se.Seq, nil
+			return se.Seq, time.Time{}, nil
 		}
 		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrServer) || errors.Is(err, ErrOverloaded)
 		if !retry || try >= 2 || ctx.Err() != nil {
-			return 0, err
+			return 0, time.Time{}, err
 		}
 		t := time.NewTimer(time.Duration(try+1) * 200 * time.Millisecond)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return 0, err
+			return 0, time.Time{}, err
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"candor"
 	"candor/api"
 	"candor/internal/devstore"
+	"candor/internal/journal"
 	"candor/internal/mlsx"
 )
 
@@ -99,11 +100,18 @@ func (c *Client) removedLocked(ctx context.Context, gid candor.GroupID) error {
 
 // cursor returns how far this device has processed a group's log.
 func (c *Client) cursor(ctx context.Context, gid candor.GroupID) (uint64, error) {
+	conv, err := c.conversation(ctx, gid)
+	return conv.Cursor, err
+}
+
+// conversation returns what the history holds of a group: an empty record
+// (cursor 0, no chain) for a group it does not know yet.
+func (c *Client) conversation(ctx context.Context, gid candor.GroupID) (devstore.Conversation, error) {
 	conv, err := c.store.Conversation(ctx, gid)
 	if errors.Is(err, candor.ErrNotFound) {
-		return 0, nil
+		return devstore.Conversation{Group: gid}, nil
 	}
-	return conv.Cursor, err
+	return conv, err
 }
 
 // catchUp processes a group's log from the cursor; head, when non-zero, is
@@ -145,7 +153,7 @@ func (c *Client) catchUpLocked(ctx context.Context, gid candor.GroupID, ownCommi
 			}
 			return fmt.Errorf("reading the log of %s: %w", gid, err)
 		}
-		if err := c.processEntries(ctx, gid, log.Entries, ownCommit); err != nil {
+		if err := c.processEntries(ctx, gid, log.Entries, log.Prev, ownCommit); err != nil {
 			return err
 		}
 		if !log.More || len(log.Entries) == 0 {
@@ -159,14 +167,27 @@ func (c *Client) catchUpLocked(ctx context.Context, gid candor.GroupID, ownCommi
 // last to the server. The caller holds the group's lock. Entries at or
 // before the cursor are skipped, so nothing is processed twice.
 //
+// Each entry is chained to the journal hash of the one before, as the
+// server chains it, and its hash recorded with the cursor (CheckJournal
+// compares them with the server's signed heads). prev, the hash of the
+// entry before the first (api.Log.Prev; nil from the live stream), starts
+// the chain of a group that has none when the entries follow the cursor.
+//
 // ownCommit, when non-zero, is the position of this device's commit that
 // the server has just accepted: proposals before it are skipped (the commit
 // ended their epoch without them, and processing one would drop the commit
 // this device is waiting to adopt).
-func (c *Client) processEntries(ctx context.Context, gid candor.GroupID, entries []api.Entry, ownCommit uint64) error {
-	cur, err := c.cursor(ctx, gid)
+func (c *Client) processEntries(ctx context.Context, gid candor.GroupID, entries []api.Entry, prev []byte, ownCommit uint64) error {
+	conv, err := c.conversation(ctx, gid)
 	if err != nil {
 		return err
+	}
+	cur := conv.Cursor
+	link := linkOf(conv)
+	if len(entries) > 0 && entries[0].Seq == cur+1 {
+		if err := link.trust(cur, prev); err != nil {
+			return fmt.Errorf("reading the log of %s: %w", gid, err)
+		}
 	}
 	acked := cur
 	defer func() {
@@ -178,7 +199,7 @@ func (c *Client) processEntries(ctx context.Context, gid candor.GroupID, entries
 		if e.Seq <= cur {
 			continue
 		}
-		done, err := c.processEntry(ctx, gid, e, ownCommit)
+		done, err := c.processEntry(ctx, gid, e, link.next(gid, e), ownCommit)
 		if err != nil {
 			return err
 		}
@@ -190,9 +211,10 @@ func (c *Client) processEntries(ctx context.Context, gid candor.GroupID, entries
 	return nil
 }
 
-// processEntry applies one entry and records it. done is false when the
-// device holds no state for the group any more (removed midway).
-func (c *Client) processEntry(ctx context.Context, gid candor.GroupID, e api.Entry, ownCommit uint64) (done bool, err error) {
+// processEntry applies one entry and records it, with chain, its journal
+// hash (nil when it could not be chained). done is false when the device
+// holds no state for the group any more (removed midway).
+func (c *Client) processEntry(ctx context.Context, gid candor.GroupID, e api.Entry, chain *journal.Hash, ownCommit uint64) (done bool, err error) {
 	g, err := c.group(ctx, gid)
 	if errors.Is(err, ErrRemoved) {
 		return false, nil
@@ -200,7 +222,7 @@ func (c *Client) processEntry(ctx context.Context, gid candor.GroupID, e api.Ent
 	if err != nil {
 		return false, err
 	}
-	p := devstore.Progress{Group: gid, Seq: e.Seq, Time: e.Time}
+	p := devstore.Progress{Group: gid, Seq: e.Seq, Time: e.Time, Chain: chain}
 	var events []Event
 	if ownCommit != 0 && e.Seq < ownCommit && isProposal(e.Message) {
 		return true, c.store.Advance(ctx, p, c.now())

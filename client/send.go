@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"time"
 
 	"candor"
 	"candor/api"
@@ -54,7 +55,7 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	if err != nil {
 		return Message{}, err
 	}
-	seq, err := c.sendLocked(ctx, g, gid, body, id)
+	seq, at, ct, err := c.sendLocked(ctx, g, gid, body, id)
 	if err != nil {
 		// A message whose fate is unknown (no answer, or the caller gave
 		// up waiting) stays as sending; one the server refused, or that
@@ -73,10 +74,13 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 	}
 	msg.Seq, msg.State = seq, Sent
 	// When this device had read everything before its message, its cursor
-	// moves past it; otherwise catching up will skip it as its own.
-	if cur, err := c.cursor(ctx, gid); err == nil && cur+1 == seq {
-		if err := c.store.Advance(ctx, devstore.Progress{Group: gid, Seq: seq}, c.now()); err == nil {
-			c.ack(ctx, gid, seq)
+	// (and journal chain) moves past it; otherwise catching up will
+	// recognise it as its own.
+	if conv, err := c.conversation(ctx, gid); err == nil && conv.Cursor+1 == seq {
+		if p, ok := c.ownProgress(conv, seq, at, ct); ok {
+			if err := c.store.Advance(ctx, p, c.now()); err == nil {
+				c.ack(ctx, gid, seq)
+			}
 		}
 	}
 	return msg, nil
@@ -84,52 +88,54 @@ func (c *Client) Send(ctx context.Context, gid candor.GroupID, text string) (Mes
 
 // sendLocked encrypts and posts body, the content of the outgoing message
 // id, catching up and encrypting again while the group's epoch moves on.
-func (c *Client) sendLocked(ctx context.Context, g *mlsx.Group, gid candor.GroupID, body []byte, id int64) (uint64, error) {
+// It returns where the log holds the message, when (zero if unknown:
+// post), and the MLSMessage posted.
+func (c *Client) sendLocked(ctx context.Context, g *mlsx.Group, gid candor.GroupID, body []byte, id int64) (uint64, time.Time, []byte, error) {
 	for range maxAttempts {
 		ct, err := g.Encrypt(ctx, body)
 		switch {
 		case errors.Is(err, mlsx.ErrMustCommit):
 			c.log.Debug("committing pending proposals before sending", keyGroup, gid.String())
 			if err := c.commitLocked(ctx, gid, func(*mlsx.Group) (mlsx.CommitOptions, error) { return mlsx.CommitOptions{}, nil }); err != nil {
-				return 0, err
+				return 0, time.Time{}, nil, err
 			}
 			if g, err = c.group(ctx, gid); err != nil {
-				return 0, err
+				return 0, time.Time{}, nil, err
 			}
 			continue
 		case errors.Is(err, mlsx.ErrCommitPending):
 			if err := g.Discard(ctx); err != nil {
-				return 0, err
+				return 0, time.Time{}, nil, err
 			}
 			continue
 		case errors.Is(err, mlsx.ErrGroupNotFound):
-			return 0, ErrRemoved
+			return 0, time.Time{}, nil, ErrRemoved
 		case err != nil:
-			return 0, err
+			return 0, time.Time{}, nil, err
 		}
 		// If the answer is lost, the device recognises its message when it
 		// reads it back from the log.
 		wire := sha256.Sum256(ct)
 		if err := c.store.SetOutgoingWire(ctx, id, wire[:]); err != nil {
-			return 0, err
+			return 0, time.Time{}, nil, err
 		}
-		seq, err := c.post(ctx, gid, api.SendRequest{Message: ct})
+		seq, at, err := c.post(ctx, gid, api.SendRequest{Message: ct})
 		switch {
 		case err == nil:
-			return seq, nil
+			return seq, at, ct, nil
 		case errors.Is(err, errStaleEpoch):
 			c.log.Debug("message for an old epoch; catching up", keyGroup, gid.String())
 			if err := c.catchUpLocked(ctx, gid, 0); err != nil {
-				return 0, err
+				return 0, time.Time{}, nil, err
 			}
 			if g, err = c.group(ctx, gid); err != nil {
-				return 0, err
+				return 0, time.Time{}, nil, err
 			}
 		case errors.Is(err, ErrRemoved), errors.Is(err, ErrUnknownGroup):
-			return 0, errors.Join(err, c.removedLocked(ctx, gid))
+			return 0, time.Time{}, nil, errors.Join(err, c.removedLocked(ctx, gid))
 		default:
-			return 0, err
+			return 0, time.Time{}, nil, err
 		}
 	}
-	return 0, ErrBusy
+	return 0, time.Time{}, nil, ErrBusy
 }

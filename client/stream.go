@@ -364,7 +364,8 @@ func (c *Client) handleFrame(ctx context.Context, f api.StreamFrame) error {
 }
 
 // handleEntry processes an entry from the stream: at once when it is the
-// next one, after fetching the ones missed when there is a gap, not at all
+// next one, after fetching the ones missed when there is a gap (or this
+// device has yet to start its journal chain of the group), not at all
 // when it was processed already.
 func (c *Client) handleEntry(ctx context.Context, gid candor.GroupID, e api.Entry) error {
 	unlock, err := c.lockGroup(ctx, gid)
@@ -378,16 +379,19 @@ func (c *Client) handleEntry(ctx context.Context, gid candor.GroupID, e api.Entr
 	} else if err != nil {
 		return err
 	}
-	cur, err := c.cursor(ctx, gid)
+	conv, err := c.conversation(ctx, gid)
 	if err != nil {
 		return err
 	}
+	cur := conv.Cursor
 	switch {
 	case e.Seq <= cur:
 		return nil
-	case e.Seq == cur+1:
-		return c.processEntries(ctx, gid, []api.Entry{e}, 0)
+	case e.Seq == cur+1 && (conv.ChainSeq != 0 || cur == 0):
+		return c.processEntries(ctx, gid, []api.Entry{e}, nil, 0)
 	default:
+		// A gap, or a group whose journal chain has not started: a page
+		// of the log brings the hash it starts from.
 		return c.catchUpLocked(ctx, gid, 0)
 	}
 }

@@ -15,7 +15,8 @@ import (
 // runAudit lists what of the organisation's access transparency log,
 // checked on this device, concerns this person: the openings of the
 // archive, the legal holds and the deletions of their conversations'
-// history.
+// history. Then it checks that the archive's journal of each of their
+// conversations holds what this device received (client.CheckJournal).
 func runAudit(ctx context.Context, e *env, _ []string) error {
 	// Conversations this device has not caught up with yet count too.
 	if err := e.c.Sync(ctx); err != nil {
@@ -66,7 +67,42 @@ func runAudit(ctx context.Context, e *env, _ []string) error {
 				names[d.Group], d.First, d.Last, d.At.Local().Format(timeLayout), retentionText(d.Retention))
 		}
 	}
+	journal, err := e.c.CheckJournal(ctx)
+	if journal == nil {
+		return journalError{err}
+	}
+	fmt.Fprintln(e.out)
+	fmt.Fprintf(e.out, "The archive's journal, checked against what this device received (signed journal heads: %s):\n", plural(journal.Size, "record"))
+	for _, g := range journal.Groups {
+		fmt.Fprintf(e.out, "  %s: %s\n", names[g.Group], journalText(g))
+	}
+	if err != nil {
+		return journalError{err}
+	}
 	return nil
+}
+
+// journalError is a failure of the journal check, which explanationOf
+// tells from the access log's.
+type journalError struct{ err error }
+
+func (e journalError) Error() string { return e.err.Error() }
+func (e journalError) Unwrap() error { return e.err }
+
+// journalText says what the journal check found for one conversation.
+func journalText(g client.JournalGroup) string {
+	switch g.Status {
+	case client.JournalAgrees:
+		if g.Signed == g.Seq {
+			return fmt.Sprintf("as received, up to entry %d", g.Seq)
+		}
+		return fmt.Sprintf("as received, up to entry %d (signed up to entry %d)", g.Seq, g.Signed)
+	case client.JournalNotCovered:
+		return "not yet covered: the server has signed no journal head of it yet; check again later"
+	case client.JournalNothingYet:
+		return "nothing to check yet: no entry since this device joined"
+	}
+	return fmt.Sprintf("DIFFERS from what this device received (up to entry %d; signed up to entry %d)", g.Seq, g.Signed)
 }
 
 // writeAuditHold describes one legal hold.
@@ -160,13 +196,31 @@ func inconsistentExplanation(err error) explanation {
 		"Tell your organisation's security or compliance officer now, and keep this profile folder as it is: its files access.checkpoint and access.presented are the evidence."}
 }
 
-// keyChangedExplanation is what a person reads when the access log's key
-// is not the one this device pinned.
-var keyChangedExplanation = explanation{"the server signs the access log with another key than the one this device trusted first.",
-	"Ask your organisation's security officer whether the log was replaced on purpose. Until then this device cannot check the log."}
+// journalInconsistentExplanation is what a person reads when the
+// journal-heads log contradicts what this device saw before.
+func journalInconsistentExplanation(err error) explanation {
+	what := "THE SIGNED RECORD OF THE ARCHIVE'S JOURNAL HAS BEEN ALTERED: it contradicts what this device saw before"
+	if ie, ok := errors.AsType[*translog.InconsistentError](err); ok {
+		what += fmt.Sprintf(" (a %s: it now shows %d records, after showing %d)", ie.Kind, ie.Presented.Size, ie.Trusted.Size)
+	}
+	return explanation{what + ". The history the archive keeps of your conversations may have been rewritten.",
+		"Tell your organisation's security or compliance officer now, and keep this profile folder as it is: its files journal.checkpoint and journal.presented are the evidence."}
+}
+
+// journalMismatchExplanation is what a person reads when the archive's
+// journal of a conversation is not what this device received.
+var journalMismatchExplanation = explanation{"THE ARCHIVE'S JOURNAL OF A CONVERSATION DIFFERS FROM WHAT THIS DEVICE RECEIVED: the server keeps, or signs, another history than the one it delivered (details below name the conversation and the entries).",
+	"Tell your organisation's security or compliance officer now, and keep this profile folder as it is."}
+
+// keyChangedExplanation is what a person reads when a log's key is not
+// the one this device pinned.
+func keyChangedExplanation(log string) explanation {
+	return explanation{fmt.Sprintf("the server signs %s with another key than the one this device trusted first.", log),
+		"Ask your organisation's security officer whether the log was replaced on purpose. Until then this device cannot check the log."}
+}
 
 // plural writes a count of things in words.
-func plural[N int | uint64](n N, thing string) string {
+func plural[N int | int64 | uint64](n N, thing string) string {
 	if n == 1 {
 		return "1 " + thing
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -183,6 +184,21 @@ func TestAuditExitCode(t *testing.T) {
 	x := explanationOf(err)
 	if !strings.Contains(x.what, "ALTERED") || !strings.Contains(x.what, "shows 2 records, after showing 5") {
 		t.Errorf("explanation of a rollback: %q", x.what)
+	}
+	mismatch := errors.Join(&client.JournalMismatchError{Group: "g", From: 3, To: 4, Detail: "differs"})
+	if got := exitCode(journalError{mismatch}); got != exitAltered {
+		t.Errorf("exit status %d for a journal mismatch, want %d", got, exitAltered)
+	}
+	if x := explanationOf(journalError{mismatch}); !strings.Contains(x.what, "JOURNAL OF A CONVERSATION DIFFERS") {
+		t.Errorf("explanation of a journal mismatch: %q", x.what)
+	}
+	fork := journalError{fmt.Errorf("journal check: %w", &translog.InconsistentError{Kind: translog.Fork,
+		Trusted: translog.Checkpoint{Size: 5}, Presented: translog.Checkpoint{Size: 5}})}
+	if got := exitCode(fork); got != exitAltered {
+		t.Errorf("exit status %d for an inconsistent journal-heads log, want %d", got, exitAltered)
+	}
+	if x := explanationOf(fork); !strings.Contains(x.what, "ARCHIVE'S JOURNAL HAS BEEN ALTERED") || !strings.Contains(x.next, "journal.presented") {
+		t.Errorf("explanation of a forked journal-heads log: %+v", x)
 	}
 	if got := exitCode(fmt.Errorf("audit: %w", client.ErrAccessKeyChanged)); got != exitFailed {
 		t.Errorf("exit status %d for a changed key, want %d", got, exitFailed)

@@ -68,7 +68,10 @@ The archive:
                              are or were in: case, reason, requester,
                              period, the custodians who approved, and
                              whether it was opened; the access log is
-                             checked against what this device saw before
+                             checked against what this device saw before.
+                             Then it checks that the archive's journal of
+                             each conversation holds what this device
+                             received, against the server's signed heads
 
 GROUP is a conversation's name on this device, or the first characters of
 its id, as 'candor groups' shows them, or @USER for your direct
@@ -88,7 +91,8 @@ Exit status:
   6  this device was removed (revoked) or the server does not know it
   7  you are not a member of that conversation (any more)
   8  no such conversation, person or device
-  9  the access log contradicts what this device saw before (altered)
+  9  the access log, or the archive's journal, contradicts what this
+     device saw (altered)
 `
 
 // Exit codes, as the usage text documents them. The numbers are kept

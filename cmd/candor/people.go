@@ -29,7 +29,7 @@ var errAmbiguous = errors.New("several conversations match")
 // exitCode maps an error to the exit status the usage text documents.
 func exitCode(err error) int {
 	switch {
-	case errors.Is(err, translog.ErrInconsistent):
+	case errors.Is(err, translog.ErrInconsistent), errors.Is(err, client.ErrJournalMismatch):
 		return exitAltered
 	case errors.Is(err, errUsage), errors.Is(err, errAmbiguous):
 		return exitUsage
@@ -76,10 +76,16 @@ func explanationOf(err error) explanation {
 		home = pe.home
 	}
 	switch {
+	case errors.Is(err, client.ErrJournalMismatch):
+		return journalMismatchExplanation
+	case errors.As(err, new(journalError)) && errors.Is(err, translog.ErrInconsistent):
+		return journalInconsistentExplanation(err)
 	case errors.Is(err, translog.ErrInconsistent):
 		return inconsistentExplanation(err)
 	case errors.Is(err, client.ErrAccessKeyChanged):
-		return keyChangedExplanation
+		return keyChangedExplanation("the access log")
+	case errors.Is(err, client.ErrJournalKeyChanged):
+		return keyChangedExplanation("the journal-heads log")
 	case errors.Is(err, errAmbiguous):
 		return explanation{"several conversations match that name or id.", "Type more of the id, as 'candor groups' shows it."}
 	case errors.Is(err, client.ErrBadInvitation):

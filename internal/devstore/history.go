@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"candor"
+	"candor/internal/journal"
 )
 
 // The client's history (migrations 0002 to 0004): the conversations this
@@ -28,6 +29,13 @@ type Conversation struct {
 	JoinedAt  time.Time
 	ReadSeq   uint64 // the last entry its person has seen (MarkRead)
 	Unread    int    // messages received after ReadSeq
+	// ChainSeq is the last entry whose journal chain hash this device
+	// computed itself, ChainHash that hash (Progress.Chain). ChainSeq is 0
+	// until the device has a chain: it just joined, or its history is
+	// older than the chain. Otherwise it equals Cursor, unless the server's
+	// log skipped entries.
+	ChainSeq  uint64
+	ChainHash journal.Hash
 }
 
 // MessageState is where a message is in its delivery.
@@ -62,6 +70,12 @@ type Progress struct {
 	Own     []byte    // SHA-256 of the entry's message when this device sent it: a 'sending' message posted as it is now sent at Seq
 	Removed bool      // the entry removed this device from the group
 	Joined  bool      // the entry is the Welcome that (re-)added this device, at Time (else now)
+	// Chain is the journal chain hash of entry Seq as this device computed
+	// it, which becomes the conversation's ChainHash; nil when the device
+	// could not link the entry to its chain. A Joined entry without a
+	// Chain clears the conversation's chain: what came between the
+	// device's removal and its return is not its to vouch for.
+	Chain *journal.Hash
 }
 
 func millis(t time.Time) int64 { return t.UnixMilli() }
@@ -147,7 +161,7 @@ func (s *Store) Conversations(ctx context.Context) ([]Conversation, error) {
 // conversationColumns are what scanConversation reads, from conversations
 // c: the unread count is of messages received after the read position.
 const conversationColumns = `c.group_id, c.name, c.cursor, c.removed, c.created,
-	c.joined_seq, c.joined_at, c.read_seq,
+	c.joined_seq, c.joined_at, c.read_seq, c.chain_seq, c.chain_hash,
 	(SELECT count(*) FROM messages m WHERE m.group_id = c.group_id AND m.state = 'received' AND m.seq > c.read_seq)`
 
 func (s *Store) scanConversation(row interface{ Scan(...any) error }) (Conversation, error) {
@@ -161,9 +175,18 @@ func (s *Store) scanConversation(row interface{ Scan(...any) error }) (Conversat
 		joined  int64
 		at      int64
 		read    int64
+		chain   int64
+		hash    []byte
 	)
-	if err := row.Scan(&id, &name, &cursor, &removed, &created, &joined, &at, &read, &c.Unread); err != nil {
+	if err := row.Scan(&id, &name, &cursor, &removed, &created, &joined, &at, &read, &chain, &hash, &c.Unread); err != nil {
 		return Conversation{}, err
+	}
+	if chain > 0 {
+		h, err := journal.ParseHash(hash)
+		if err != nil {
+			return Conversation{}, fmt.Errorf("conversation %s chain hash: %w", candor.GroupID(id), err)
+		}
+		c.ChainSeq, c.ChainHash = uint64(chain), h
 	}
 	c.Group, c.Cursor, c.Removed, c.Created = candor.GroupID(id), uint64(cursor), removed != 0, fromMillis(created)
 	c.JoinedSeq, c.ReadSeq = uint64(joined), uint64(read)
@@ -184,8 +207,10 @@ func (s *Store) scanConversation(row interface{ Scan(...any) error }) (Conversat
 // what it left: the conversation's cursor moves to p.Seq (never back), a
 // received message is added, the device is marked removed or, for a
 // Welcome, a member again; the time of this device's own message at Seq
-// becomes the server's. A conversation not yet recorded is created. All
-// in one transaction, so an entry is recorded whole or not at all. A
+// becomes the server's; the conversation's journal chain moves to p.Chain
+// (see Progress). A conversation not yet recorded is created. All in one
+// transaction, so an entry is recorded whole or not at all, and the chain
+// and the cursor never disagree after a crash. A
 // message whose (group, seq) is already recorded is not added twice.
 func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -205,6 +230,21 @@ func (s *Store) Advance(ctx context.Context, p Progress, now time.Time) error {
 			if _, err := tx.ExecContext(ctx, `
 				UPDATE conversations SET joined_seq = ?, joined_at = ? WHERE group_id = ?`,
 				int64(p.Seq), millis(at), []byte(p.Group)); err != nil {
+				return err
+			}
+			if p.Chain == nil {
+				if _, err := tx.ExecContext(ctx, `
+					UPDATE conversations SET chain_seq = 0, chain_hash = NULL WHERE group_id = ?`,
+					[]byte(p.Group)); err != nil {
+					return err
+				}
+			}
+		}
+		if p.Chain != nil {
+			// Like the cursor, the chain never moves back.
+			if _, err := tx.ExecContext(ctx, `
+				UPDATE conversations SET chain_seq = ?, chain_hash = ? WHERE group_id = ? AND chain_seq < ?`,
+				int64(p.Seq), p.Chain[:], []byte(p.Group), int64(p.Seq)); err != nil {
 				return err
 			}
 		}

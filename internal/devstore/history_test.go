@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"candor"
+	"candor/internal/journal"
 )
 
 func TestHistory(t *testing.T) {
@@ -144,5 +145,71 @@ func TestOwnMessageReadBack(t *testing.T) {
 	}
 	if m := states["never landed"]; m.State != StateSending {
 		t.Errorf("the other message: %+v, want still sending", m)
+	}
+}
+
+// TestChain checks that the journal chain moves with the cursor, never
+// back, survives reopening, and restarts when the device is added again.
+func TestChain(t *testing.T) {
+	t.Parallel()
+	s, path := openTemp(t)
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_800_000_000_000).UTC()
+	chain := func(group candor.GroupID) (uint64, uint64, journal.Hash) {
+		t.Helper()
+		c, err := s.Conversation(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Cursor, c.ChainSeq, c.ChainHash
+	}
+	advance := func(p Progress) {
+		t.Helper()
+		if err := s.Advance(ctx, p, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := func(b byte) *journal.Hash {
+		var x journal.Hash
+		x[0], x[31] = b, b
+		return &x
+	}
+
+	advance(Progress{Group: "g", Seq: 4, Joined: true})
+	if cur, seq, _ := chain("g"); cur != 4 || seq != 0 {
+		t.Fatalf("after joining: cursor %d, chain at %d; want 4 and none", cur, seq)
+	}
+	advance(Progress{Group: "g", Seq: 5, Chain: h(5)})
+	advance(Progress{Group: "g", Seq: 6, Chain: h(6)})
+	advance(Progress{Group: "g", Seq: 5, Chain: h(0xee)}) // an old entry again
+	if cur, seq, hash := chain("g"); cur != 6 || seq != 6 || hash != *h(6) {
+		t.Fatalf("after entries 5 and 6: cursor %d, chain at %d (%s); want both at 6 with entry 6's hash", cur, seq, hash)
+	}
+	// An entry the device could not link moves the cursor alone.
+	advance(Progress{Group: "g", Seq: 7})
+	if cur, seq, _ := chain("g"); cur != 7 || seq != 6 {
+		t.Fatalf("after an unlinked entry: cursor %d, chain at %d; want 7 and 6", cur, seq)
+	}
+	// What another opening of the file reads: the chain is on disk.
+	other, err := Open(ctx, path, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := other.Conversation(ctx, "g")
+	if cerr := other.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	if c.ChainSeq != 6 || c.ChainHash != *h(6) {
+		t.Fatalf("reopened: chain at %d (%s), want 6", c.ChainSeq, c.ChainHash)
+	}
+	// Removed, then added again: the chain starts over.
+	advance(Progress{Group: "g", Seq: 8, Removed: true, Chain: h(8)})
+	advance(Progress{Group: "g", Seq: 20, Joined: true})
+	if cur, seq, _ := chain("g"); cur != 20 || seq != 0 {
+		t.Fatalf("added again: cursor %d, chain at %d; want 20 and none", cur, seq)
+	}
+	advance(Progress{Group: "g", Seq: 21, Chain: h(21)})
+	if _, seq, hash := chain("g"); seq != 21 || hash != *h(21) {
+		t.Fatalf("after the first entry since: chain at %d (%s), want 21", seq, hash)
 	}
 }

@@ -260,7 +260,7 @@ func (s *Server) deliver(ctx context.Context, dev store.Device, id candor.GroupI
 	for _, d := range leaving {
 		s.hub.publish(d, notice{group: id, seq: seq, frame: frame})
 	}
-	return api.SendResponse{Seq: seq, Epoch: uint64(epoch)}, nil
+	return api.SendResponse{Seq: seq, Epoch: uint64(epoch), Time: now.UTC()}, nil
 }
 
 // checkSender refuses a PublicMessage that the uploading device did not

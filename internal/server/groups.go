@@ -12,6 +12,7 @@ import (
 
 	"candor"
 	"candor/api"
+	"candor/internal/journal"
 	"candor/internal/mlsx"
 	"candor/internal/pki"
 	"candor/internal/store"
@@ -213,11 +214,37 @@ func (s *Server) handleLog(w http.ResponseWriter, r *http.Request, dev store.Dev
 	if _, err := s.membership(r, dev, id); err != nil {
 		return err
 	}
-	entries, err := s.store.Log(r.Context(), id, after, limit+1)
+	// One entry more at each end: the one at after, whose chain hash the
+	// page's first entry follows, and the one that says More.
+	from := after
+	if after > 0 {
+		from = after - 1
+	}
+	entries, err := s.store.Log(r.Context(), id, from, limit+2)
 	if err != nil {
 		return internal(fmt.Errorf("reading the log of %s: %w", id, err))
 	}
+	var prev journal.Hash
+	switch {
+	case len(entries) > 0 && after > 0 && entries[0].Seq == after:
+		prev, entries = entries[0].Hash, entries[1:]
+	case len(entries) > 0 && entries[0].Seq == 1:
+		prev = journal.Genesis
+	case len(entries) > 0:
+		// The entry before the first is gone: the log was cut there.
+		start, err := s.store.LogStart(r.Context(), id)
+		if err != nil {
+			return internal(fmt.Errorf("reading the start of the log of %s: %w", id, err))
+		}
+		if start.Seq != entries[0].Seq {
+			return internal(fmt.Errorf("the log of %s starts at %d, its first entry is %d", id, start.Seq, entries[0].Seq))
+		}
+		prev = start.Prev
+	}
 	out := api.Log{Entries: make([]api.Entry, 0, min(len(entries), limit))}
+	if len(entries) > 0 {
+		out.Prev = prev[:]
+	}
 	for i, e := range entries {
 		if i == limit {
 			out.More = true

@@ -20,6 +20,7 @@ import (
 
 	"candor"
 	"candor/api"
+	"candor/internal/journal"
 	"candor/internal/mlsx"
 	"candor/internal/pki"
 )
@@ -65,7 +66,7 @@ func TestConversation(t *testing.T) {
 	}
 
 	_, resp := alice.commit(id, mlsx.CommitOptions{Add: kps})
-	if resp != (api.SendResponse{Seq: 1, Epoch: 1}) {
+	if resp.Seq != 1 || resp.Epoch != 1 || resp.Time.IsZero() {
 		t.Fatalf("commit: %+v", resp)
 	}
 	if joined := bob.joinWelcomes(); len(joined) != 1 || joined[0].ID() != id {
@@ -83,8 +84,12 @@ func TestConversation(t *testing.T) {
 
 	alice.send(id, "hello bob")
 	_, resp = alice.send(id, "are you there?")
-	if resp != (api.SendResponse{Seq: 3, Epoch: 1}) {
+	if resp.Seq != 3 || resp.Epoch != 1 {
 		t.Fatalf("second message: %+v", resp)
+	}
+	// The time answered is the entry's, as the log keeps it and hashes it.
+	if es, err := e.data.Store.Log(e.ctx, id, 2, 1); err != nil || len(es) != 1 || es[0].Time.UnixMilli() != resp.Time.UnixMilli() {
+		t.Fatalf("entry 3: %+v, %v; the answer's time %v", es, err, resp.Time)
 	}
 	if diff := cmp.Diff([]string{"hello bob", "are you there?"}, bob.catchUp(id)); diff != "" {
 		t.Fatalf("bob read (-want +got):\n%s", diff)
@@ -108,6 +113,40 @@ func TestConversation(t *testing.T) {
 	alice.call("GET", groupPath(api.PathMessages, id)+"?after=1&limit=2", nil, &page)
 	if len(page.Entries) != 2 || page.Entries[0].Seq != 2 || !page.More || page.Entries[0].Sender != string(alice.id) {
 		t.Fatalf("page: %+v", page)
+	}
+	// Each page names the chain hash its first entry follows: entry 1's
+	// here, the genesis hash before entry 1.
+	stored, err := e.data.Store.Log(e.ctx, id, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(page.Prev, stored[0].Hash[:]) {
+		t.Errorf("page after 1: prev %x, want entry 1's hash %x", page.Prev, stored[0].Hash)
+	}
+	var first api.Log
+	alice.call("GET", groupPath(api.PathMessages, id)+"?limit=1", nil, &first)
+	if len(first.Entries) != 1 || first.Entries[0].Seq != 1 || !bytes.Equal(first.Prev, journal.Genesis[:]) || !first.More {
+		t.Errorf("first page: %+v, want entry 1 after the genesis hash", first)
+	}
+	var last api.Log
+	alice.call("GET", groupPath(api.PathMessages, id)+"?after=3", nil, &last)
+	if len(last.Entries) != 1 || last.More || !bytes.Equal(last.Prev, stored[2].Hash[:]) {
+		t.Errorf("last page: %+v, want entry 4 after entry 3's hash", last)
+	}
+	var none api.Log
+	alice.call("GET", groupPath(api.PathMessages, id)+"?after=4", nil, &none)
+	if len(none.Entries) != 0 || none.Prev != nil {
+		t.Errorf("past the head: %+v, want nothing", none)
+	}
+	// Cut before entry 3: a page from before the start begins there, after
+	// the hash the log now starts from.
+	if _, err := e.data.Store.DeleteBefore(e.ctx, id, 3); err != nil {
+		t.Fatal(err)
+	}
+	var cut api.Log
+	alice.call("GET", groupPath(api.PathMessages, id)+"?after=0", nil, &cut)
+	if len(cut.Entries) != 2 || cut.Entries[0].Seq != 3 || !bytes.Equal(cut.Prev, stored[1].Hash[:]) {
+		t.Errorf("cut log: %+v, want entries 3 and 4 after entry 2's hash", cut)
 	}
 
 	// Nothing secret reached the logs.
