@@ -31,30 +31,24 @@ func replayScope(ctx context.Context, s store.Store, sc access.Scope) (archive.S
 	seqs := make(map[candor.GroupID][]archive.SeqRange)
 	logs := make(map[candor.GroupID]*spanLog)
 	for _, u := range sc.Users {
-		devices, err := s.Devices(ctx, u)
+		spans, err := store.UserSpans(ctx, s, u)
 		if err != nil {
-			return archive.Scope{}, fmt.Errorf("opening: the devices of %s: %w", u, err)
+			return archive.Scope{}, fmt.Errorf("opening: %w", err)
 		}
-		for _, d := range devices {
-			spans, err := s.Spans(ctx, d.ID)
-			if err != nil {
-				return archive.Scope{}, fmt.Errorf("opening: the groups of %s's device %s: %w", u, d.ID, err)
+		for _, sp := range spans {
+			l, ok := logs[sp.Group]
+			if !ok {
+				if l, err = openSpanLog(ctx, s, sp.Group); err != nil {
+					return archive.Scope{}, err
+				}
+				logs[sp.Group] = l
 			}
-			for _, sp := range spans {
-				l, ok := logs[sp.Group]
-				if !ok {
-					if l, err = openSpanLog(ctx, s, sp.Group); err != nil {
-						return archive.Scope{}, err
-					}
-					logs[sp.Group] = l
-				}
-				r, in, err := l.overlap(ctx, sp, sc.From, sc.To)
-				if err != nil {
-					return archive.Scope{}, fmt.Errorf("opening: %s's device %s in group %s: %w", u, d.ID, sp.Group, err)
-				}
-				if in && !named[sp.Group] {
-					seqs[sp.Group] = append(seqs[sp.Group], r)
-				}
+			r, in, err := l.overlap(ctx, sp, sc.From, sc.To)
+			if err != nil {
+				return archive.Scope{}, fmt.Errorf("opening: %s's device %s in group %s: %w", u, sp.Device, sp.Group, err)
+			}
+			if in && !named[sp.Group] {
+				seqs[sp.Group] = append(seqs[sp.Group], r)
 			}
 		}
 	}

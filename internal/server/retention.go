@@ -73,19 +73,13 @@ func (s *Server) Retain(ctx context.Context) ([]access.Deletion, error) {
 // member of.
 func (s *Server) heldGroups(ctx context.Context, log *access.Log) (map[candor.GroupID][]*access.HoldState, error) {
 	return log.HeldGroups(func(u candor.UserID) ([]candor.GroupID, error) {
-		devs, err := s.store.Devices(ctx, u)
+		spans, err := store.UserSpans(ctx, s.store, u)
 		if err != nil {
 			return nil, err
 		}
-		var groups []candor.GroupID
-		for _, d := range devs {
-			spans, err := s.store.Spans(ctx, d.ID)
-			if err != nil {
-				return nil, err
-			}
-			for _, sp := range spans {
-				groups = append(groups, sp.Group)
-			}
+		groups := make([]candor.GroupID, len(spans))
+		for i, sp := range spans {
+			groups[i] = sp.Group
 		}
 		return groups, nil
 	})

@@ -262,6 +262,26 @@ type Span struct {
 	Joined, Left uint64
 }
 
+// UserSpans returns every membership of every device of user, revoked
+// devices included, device by device in enrolment order: the groups a
+// person was ever in, which legal holds and openings scoped to people
+// cover. An unknown user has none.
+func UserSpans(ctx context.Context, s Store, user candor.UserID) ([]Span, error) {
+	devices, err := s.Devices(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("store: the devices of %s: %w", user, err)
+	}
+	var out []Span
+	for _, d := range devices {
+		spans, err := s.Spans(ctx, d.ID)
+		if err != nil {
+			return nil, fmt.Errorf("store: the memberships of %s's device %s: %w", user, d.ID, err)
+		}
+		out = append(out, spans...)
+	}
+	return out, nil
+}
+
 // ReplayError reports that a message is already in the log, at Seq.
 type ReplayError struct {
 	Seq uint64
