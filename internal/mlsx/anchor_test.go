@@ -2,9 +2,6 @@ package mlsx_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"testing"
 	"time"
@@ -26,14 +23,7 @@ func TestArchiveAnchor(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ca := newTestCA(t)
-	serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert, err := ca.CA.Issue("candord", "server", &serverKey.PublicKey, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	serverKey, sender := serverSender(t, ca)
 	id, err := ca.Issue("archive", "archive")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +37,7 @@ func TestArchiveAnchor(t *testing.T) {
 	alice := newParty(t, ca, "alice", "laptop")
 	bob := newParty(t, ca, "bob", "phone")
 	g, err := alice.dev.CreateGroup(ctx, "anchor", mlsx.GroupOptions{
-		ExternalSenders: []mlsx.ExternalSender{{Key: &serverKey.PublicKey, Chain: [][]byte{serverCert}}},
+		ExternalSenders: []mlsx.ExternalSender{sender},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"candor"
 	"candor/internal/mlsx"
+	"candor/internal/mlsx/mlsxtest"
 )
 
 // TestServerRemovesRevokedDevice follows a revocation: the server, named in
@@ -23,19 +24,12 @@ func TestServerRemovesRevokedDevice(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ca := newTestCA(t)
-	serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert, err := ca.CA.Issue("candord", "server", &serverKey.PublicKey, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	serverKey, sender := serverSender(t, ca)
 	alice := newParty(t, ca, "alice", "laptop")
 	bob := newParty(t, ca, "bob", "phone")
 	carol := newParty(t, ca, "carol", "desk")
 	g, err := alice.dev.CreateGroup(ctx, "revocation", mlsx.GroupOptions{
-		ExternalSenders: []mlsx.ExternalSender{{Key: &serverKey.PublicKey, Chain: [][]byte{serverCert}}},
+		ExternalSenders: []mlsx.ExternalSender{sender},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,16 +109,12 @@ func TestProposalWhileCommitPending(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ca := newTestCA(t)
-	serverKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serverCert, err := ca.CA.Issue("candord", "server", &serverKey.PublicKey, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	serverKey, sender := serverSender(t, ca)
 	alice := newParty(t, ca, "alice", "laptop")
 	bob := newParty(t, ca, "bob", "phone")
 	carol := newParty(t, ca, "carol", "desk")
 	g, err := alice.dev.CreateGroup(ctx, candor.GroupID([]byte{0xff, 0x00, 0x80, 0xfe}), mlsx.GroupOptions{
-		ExternalSenders: []mlsx.ExternalSender{{Key: &serverKey.PublicKey, Chain: [][]byte{serverCert}}},
+		ExternalSenders: []mlsx.ExternalSender{sender},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -158,4 +148,19 @@ func TestProposalWhileCommitPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(t, alice, []*party{alice, bob}, "still in step")
+}
+
+// serverSender makes the server's external sender for groups of ca: its
+// key, and the entry a group's external_senders extension names it by.
+func serverSender(t testing.TB, ca *mlsxtest.CA) (*ecdsa.PrivateKey, mlsx.ExternalSender) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.CA.Issue("candord", "server", &key.PublicKey, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, mlsx.ExternalSender{Key: &key.PublicKey, Chain: [][]byte{cert}}
 }

@@ -2,9 +2,6 @@ package mlsx_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"testing"
 	"time"
 
@@ -31,14 +28,7 @@ func TestArchiveRotation(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			ca := newTestCA(t)
-			serverKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			serverCert, err := ca.CA.Issue("candord", "server", &serverKey.PublicKey, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
+			serverKey, sender := serverSender(t, ca)
 			now := time.Now()
 			archiveKey := func(device string) ([]byte, mlsx.KeyPackageSecrets) {
 				id, err := ca.Issue("archive", device)
@@ -58,7 +48,7 @@ func TestArchiveRotation(t *testing.T) {
 			alice := newParty(t, ca, "alice", "laptop")
 			bob := newParty(t, ca, "bob", "phone")
 			g, err := alice.dev.CreateGroup(ctx, "rotation", mlsx.GroupOptions{
-				ExternalSenders: []mlsx.ExternalSender{{Key: &serverKey.PublicKey, Chain: [][]byte{serverCert}}},
+				ExternalSenders: []mlsx.ExternalSender{sender},
 			})
 			if err != nil {
 				t.Fatal(err)
