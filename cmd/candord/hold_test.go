@@ -15,6 +15,9 @@ import (
 	"candor/internal/server"
 )
 
+// holdSet is what candord hold set prints: the hold's id, and its index.
+var holdSet = regexp.MustCompile(`^hold ([0-9a-f]{64}) set at index \d+\n$`)
+
 // setHold runs candord hold set with args and returns the id it printed.
 func setHold(t *testing.T, dir string, args ...string) string {
 	t.Helper()
@@ -22,7 +25,7 @@ func setHold(t *testing.T, dir string, args ...string) string {
 	if err != nil {
 		t.Fatalf("candord hold set: %v", err)
 	}
-	m := regexp.MustCompile(`^hold ([0-9a-f]{64}) set at index \d+\n$`).FindStringSubmatch(out)
+	m := holdSet.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("candord hold set printed %q", out)
 	}

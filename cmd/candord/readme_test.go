@@ -2,7 +2,6 @@ package main
 
 import (
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -24,7 +23,6 @@ func TestREADMEHolds(t *testing.T) {
 	if _, err := candord(t, "init", "--data", dir, "--org", "Example Bank"); err != nil {
 		t.Fatal(err)
 	}
-	setLine := regexp.MustCompile(`^hold ([0-9a-f]{64}) set at index 0\n$`)
 	var hold string
 	var outs []string
 	for _, line := range block {
@@ -51,7 +49,7 @@ func TestREADMEHolds(t *testing.T) {
 			t.Fatalf("%s: %v", line, err)
 		}
 		if args[2] == "set" {
-			m := setLine.FindStringSubmatch(out)
+			m := holdSet.FindStringSubmatch(out)
 			if m == nil {
 				t.Fatalf("%s printed %q", line, out)
 			}
