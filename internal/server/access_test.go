@@ -227,15 +227,7 @@ func TestAccessLog(t *testing.T) {
 func TestAccessLogHolds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	if err := Init(ctx, dir, InitOptions{Org: "Example Bank", OpenStore: openSQL}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := OpenAccessLog(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := newAccessLog(t)
 	set := time.Unix(1790000000, 0).UTC()
 	onGroup := &access.Hold{Case: "LIT-1", Reason: "a lawsuit", By: "Legal", Set: set, Groups: []candor.GroupID{"g1"}}
 	onBob := &access.Hold{Case: "LIT-2", Reason: "an inquiry", By: "Legal", Set: set, Users: []candor.UserID{"bob"}}
@@ -327,15 +319,7 @@ func TestAccessLogHolds(t *testing.T) {
 func TestAccessLogReadAfterRewrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir := t.TempDir()
-	if err := Init(ctx, dir, InitOptions{Org: "Example Bank", OpenStore: openSQL}); err != nil {
-		t.Fatal(err)
-	}
-	l, err := OpenAccessLog(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l, dir := newAccessLog(t)
 	set := time.Unix(1790000000, 0).UTC()
 	hold := func(caseID string) *access.Hold {
 		return &access.Hold{Case: caseID, Reason: "r", By: "Legal", Set: set, Users: []candor.UserID{"alice"}}
@@ -533,15 +517,7 @@ func BenchmarkAccessLogRead(b *testing.B) {
 // appended.
 func BenchmarkAccessLogDeletion(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	if err := Init(ctx, dir, InitOptions{Org: "Example Bank", OpenStore: openSQL}); err != nil {
-		b.Fatal(err)
-	}
-	l, err := OpenAccessLog(ctx, dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
+	l, _ := newAccessLog(b)
 	deletion := func(g string, first, last uint64) *access.Deletion {
 		return &access.Deletion{Group: candor.GroupID(g), First: first, Last: last, LastHash: [32]byte{1},
 			At: time.Unix(1790000000, 0).UTC(), Retention: 365 * 24 * time.Hour}
@@ -564,4 +540,21 @@ func BenchmarkAccessLogDeletion(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// newAccessLog returns the access log of a new organisation's data
+// folder, closed when the test ends, and the folder.
+func newAccessLog(tb testing.TB) (*AccessLog, string) {
+	tb.Helper()
+	ctx := context.Background()
+	dir := tb.TempDir()
+	if err := Init(ctx, dir, InitOptions{Org: "Example Bank", OpenStore: openSQL}); err != nil {
+		tb.Fatal(err)
+	}
+	l, err := OpenAccessLog(ctx, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	return l, dir
 }
